@@ -1,0 +1,77 @@
+"""dishka: sync container for S1/S2/S1000, async container for S3, default settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+
+from dishka import Provider, Scope, make_async_container, make_container
+
+from benchmarks.cases import Once, ResolveAll, SyncCase
+from benchmarks.model import A, B, Base, C, Config, D, Handler, resource_gen
+
+DIST = "dishka"
+HOW = {
+    "s1": "`provide(Config, scope=APP)`; `container.get(Config)` (sync container, default lock)",
+    "s2": "`provide(cls, scope=APP, cache=False)`; `container.get(A)`",
+    "s3": "`provide(resource_gen, scope=REQUEST)`, `provide(Handler, scope=REQUEST)`; "
+    "`async with container() as r: await r.get(Handler)`",
+    "s1000": "`provide(S{i}, scope=APP)` on one `Provider`; `make_container`; "
+    "`container.get(S{i})`",
+}
+
+
+@contextmanager
+def s1() -> Iterator[SyncCase]:
+    provider = Provider()
+    provider.provide(Config, scope=Scope.APP)
+    container = make_container(provider)
+    container.get(Config)
+    try:
+        yield SyncCase("container.get(Config)", {"container": container, "Config": Config})
+    finally:
+        container.close()
+
+
+@contextmanager
+def s2() -> Iterator[SyncCase]:
+    provider = Provider()
+    for cls in (A, B, C, D):
+        provider.provide(cls, scope=Scope.APP, cache=False)
+    container = make_container(provider)
+    try:
+        yield SyncCase("container.get(A)", {"container": container, "A": A})
+    finally:
+        container.close()
+
+
+@asynccontextmanager
+async def s3() -> AsyncIterator[Once]:
+    provider = Provider()
+    provider.provide(Config, scope=Scope.APP)
+    provider.provide(resource_gen, scope=Scope.REQUEST)
+    provider.provide(Handler, scope=Scope.REQUEST)
+    container = make_async_container(provider)
+
+    async def once() -> Handler:
+        async with container() as request:
+            return await request.get(Handler)
+
+    try:
+        yield once
+    finally:
+        await container.close()
+
+
+def s1000(classes: Sequence[type]) -> ResolveAll:
+    provider = Provider()
+    provider.provide(Base, scope=Scope.APP)
+    for cls in classes:
+        provider.provide(cls, scope=Scope.APP)
+    container = make_container(provider)
+    get = container.get
+
+    def resolve_all() -> list[object]:
+        return [get(cls) for cls in classes]
+
+    return resolve_all

@@ -1,0 +1,310 @@
+"""Live scopes: the objects ``container.scope()`` returns, and the container's root."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from asyncio import get_running_loop
+from collections.abc import Awaitable, Hashable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._resolve import MISS
+from ._scope import Scope
+from ._teardown import begin, finish, raise_teardown, run_sync, split
+from .exceptions import ClosedError, WrongEventLoop
+
+if TYPE_CHECKING:
+    from ._providers import Provider
+    from ._registry import Registry
+    from ._teardown import Failure
+
+T = TypeVar("T")
+
+
+class _Cache(dict[Hashable, Any]):
+    """A scope's instances. A miss runs the registration's builder."""
+
+    __slots__ = ("builders", "scope")
+    builders: dict[Hashable, Any]
+    scope: ActiveScope
+
+    def __missing__(self, key: Hashable) -> Any:
+        builder = self.builders.get(key)
+        if builder is None:
+            return self.scope._registry.first_build(key, self.scope)
+        return builder(self.scope)
+
+
+class _Closed(dict[Hashable, Any]):
+    __slots__ = ("what",)
+    what: str
+
+    def __missing__(self, key: Hashable) -> Any:
+        raise ClosedError(self.what)
+
+
+def _closed(what: str) -> Any:
+    closed = _Closed()
+    closed.what = what
+    return closed
+
+
+_CLOSED: dict[Scope | None, Any] = {
+    None: _closed("container"),
+    Scope.APP: _closed("container"),
+    Scope.SINGLETON: _closed("SINGLETON scope"),
+    Scope.SESSION: _closed("SESSION scope"),
+    Scope.REQUEST: _closed("REQUEST scope"),
+}
+
+
+class ActiveScope:
+    """A scope that is open: resolve with ``get``/``aget``, close by leaving its block.
+
+    Works as ``with`` and ``async with``; ``scope()`` opens a nested one.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_born",
+        "_cache",
+        "_chain",
+        "_closed",
+        "_exits",
+        "_lock",
+        "_parent",
+        "_pending",
+        "_registry",
+        "_session_id",
+        "_touched",
+        "kind",
+    )
+
+    kind: Scope
+    _cache: _Cache
+    _chain: tuple[ActiveScope | None, ...]
+    _exits: list[tuple[int, Any, Provider]]
+    _pending: dict[Hashable, asyncio.Future[BaseException | None] | None]
+    _session_id: str | None
+    _touched: float
+    _born: float
+
+    def _open(self, registry: Registry, kind: Scope, parent: ActiveScope | None) -> None:
+        self.kind = kind
+        self._registry = registry
+        self._parent = parent
+        self._closed = False
+        self._exits = []
+        self._pending = {}
+        cache = _Cache()
+        cache.builders = registry.sync_builders
+        cache.scope = self
+        if parent is not None and parent.kind is kind:
+            cache.update(parent._cache)  # a nested scope of the same kind sees the outer one's
+        self._cache = cache
+        if parent is None:
+            chain: list[ActiveScope | None] = [None, None, None, None]
+            if kind is not Scope.SINGLETON:
+                chain[Scope.SINGLETON] = registry.singletons
+        else:
+            chain = list(parent._chain)
+        chain[kind] = self
+        self._chain = tuple(chain)
+        self._lock = threading.RLock() if kind <= Scope.SESSION else _NO_LOCK
+
+    # -- resolution ---------------------------------------------------------------
+
+    @overload
+    def get(self, dependency: type[T], name: str | None = None) -> T: ...
+    @overload
+    def get(self, dependency: Any, name: str | None = None) -> Any: ...
+    def get(self, dependency: Any, name: str | None = None) -> Any:
+        """The instance bound to ``dependency`` (and ``name``), built if needed."""
+        return self._cache[dependency if name is None else (dependency, name)]
+
+    @overload
+    def aget(self, dependency: type[T], name: str | None = None) -> Awaitable[T]: ...
+    @overload
+    def aget(self, dependency: Any, name: str | None = None) -> Awaitable[Any]: ...
+    def aget(self, dependency: Any, name: str | None = None) -> Awaitable[Any]:
+        """Like ``get``, for registrations that need ``await`` to build: ``await`` it."""
+        # A plain function returning the builder's coroutine: no extra coroutine frame.
+        key = dependency if name is None else (dependency, name)
+        value = self._cache.get(key, MISS)
+        if value is not MISS:
+            return _ready(value)
+        if self._closed:
+            return _fail(ClosedError(self.describe()))
+        builder = self._registry.async_builders.get(key)
+        if builder is None:
+            return self._registry.first_abuild(key, self)
+        return builder(self)  # type: ignore[no-any-return]
+
+    # -- nesting ------------------------------------------------------------------
+
+    def scope(self, kind: Scope = Scope.REQUEST, *, session_id: str | None = None) -> ActiveScope:
+        """Open a scope inside this one; it sees this scope's instances."""
+        return self._registry.open_scope(kind, self, session_id)
+
+    resource_scope = scope
+
+    # -- closing ------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def describe(self) -> str:
+        if self.kind is Scope.SESSION:
+            return f"SESSION scope {self._session_id!r}"
+        return "container" if self._parent is None and self.kind is Scope.APP else (
+            f"{self.kind.name} scope"
+        )
+
+    def _begin_close(self) -> list[tuple[int, Any, Provider]]:
+        if self._closed:
+            return []
+        self._closed = True
+        self._cache = _CLOSED[self.kind if self._parent is not None else None]
+        self._chain = ()  # no reference cycle left: a closed scope is freed at once
+        exits, self._exits = self._exits, []
+        registry = self._registry
+        registry.open.pop(id(self), None)
+        if self.kind is Scope.SESSION:
+            registry.forget_session(self)
+        return exits
+
+    async def aclose(self, exc: BaseException | None = None) -> None:
+        """Dispose what this scope built, newest first. Closing twice does nothing."""
+        exits = self._begin_close()
+        if exits:
+            failures: list[Failure] = []
+            suspended = begin(exits, exc, len(exits), failures)
+            cancelled = None
+            if suspended is not None:
+                failures, cancelled = await finish(
+                    exits, exc, self._registry.dispose_timeout, suspended, failures
+                )
+            elif failures:
+                failures, cancelled = split(failures, None)
+            if failures or cancelled is not None:
+                raise_teardown(self.describe(), exc, failures, cancelled)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        exits = self._begin_close()
+        if exits:
+            failures = run_sync(exits, exc)
+            if failures:
+                raise_teardown(self.describe(), exc, failures, None)
+
+    async def __aenter__(self) -> ActiveScope:
+        loop = self._registry.loop
+        if loop is not None and loop is not get_running_loop():
+            raise WrongEventLoop()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.kind is Scope.SESSION:
+            self._touched = self._registry.clock.monotonic()
+            return
+        # aclose(), inline: one coroutine less on every request.
+        exits = self._begin_close()
+        if exits:
+            failures: list[Failure] = []
+            suspended = begin(exits, exc, len(exits), failures)
+            cancelled = None
+            if suspended is not None:
+                failures, cancelled = await finish(
+                    exits, exc, self._registry.dispose_timeout, suspended, failures
+                )
+            elif failures:
+                failures, cancelled = split(failures, None)
+            if failures or cancelled is not None:
+                raise_teardown(self.describe(), exc, failures, cancelled)
+
+    def __enter__(self) -> ActiveScope:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.kind is Scope.SESSION:
+            self._touched = self._registry.clock.monotonic()
+            return
+        self.close(exc)
+
+    def __del__(self) -> None:
+        if getattr(self, "_exits", None) and not self._closed:
+            names = ", ".join(p.display for _, _, p in self._exits)
+            self._registry.leaked += 1
+            warnings.warn(
+                f"a {self.describe()} was garbage-collected without being closed; the "
+                f"teardown of {names} never ran. Hint: use `with`/`async with` on scopes.",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<tether {self.describe()} ({state}, {len(self._exits)} pending teardowns)>"
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _fail(error: BaseException) -> Any:
+    raise error
+
+
+class _NoLock:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LOCK: Any = _NoLock()
+
+
+def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
+    """The common case of ``_open``: a REQUEST scope under the container or a session."""
+    scope = ActiveScope.__new__(ActiveScope)
+    scope.kind = Scope.REQUEST
+    scope._registry = registry
+    scope._parent = parent
+    scope._closed = False
+    scope._exits = []
+    scope._pending = {}
+    scope._lock = _NO_LOCK
+    cache = _Cache()
+    cache.builders = registry.sync_builders
+    cache.scope = scope
+    scope._cache = cache
+    chain = parent._chain
+    scope._chain = (chain[0], chain[1], chain[2], scope)
+    return scope
+
+
+def new_scope(registry: Registry, kind: Scope, parent: ActiveScope | None) -> ActiveScope:
+    if kind not in (Scope.SESSION, Scope.REQUEST) and parent is not None:
+        raise ValueError(
+            f"container.scope() opens SESSION or REQUEST scopes, not {kind.name}. "
+            f"Hint: APP is the container itself; TRANSIENT registrations need no scope."
+        )
+    if parent is not None and kind < parent.kind:
+        raise ValueError(
+            f"cannot open a {kind.name} scope inside a {parent.kind.name} scope: it would "
+            f"outlive its parent. Hint: open it from the container or an outer scope."
+        )
+    scope = ActiveScope.__new__(ActiveScope)
+    scope._open(registry, kind, parent)
+    return scope
+

@@ -1,0 +1,318 @@
+"""The registrations of one container and the state shared by its scopes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._active import ActiveScope, new_scope, request_scope
+from ._providers import Kind, Provider, classify, display, is_resource
+from ._resolve import build_async, build_sync, not_found
+from ._scope import Scope
+from ._stats import Instrumentation, Stats
+from .exceptions import ClosedError, RegistrationError, WrongEventLoop
+
+if TYPE_CHECKING:
+    from ._resolve import MISS as _MISS  # noqa: F401
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        dispose_timeout: float,
+        startup_timeout: float,
+        health_timeout: float,
+        session_idle_timeout: float,
+        session_max_age: float,
+        hooks: tuple[Instrumentation, ...],
+        clock: Clock,
+        compile_after: int,
+    ) -> None:
+        self.providers: dict[Hashable, Provider] = {}
+        self.order: list[Hashable] = []
+        self.sync_builders: dict[Hashable, Callable[..., Any]] = {}
+        self.async_builders: dict[Hashable, Callable[..., Any]] = {}
+        self.dispose_timeout = dispose_timeout
+        self.startup_timeout = startup_timeout
+        self.health_timeout = health_timeout
+        self.session_idle_timeout = session_idle_timeout
+        self.session_max_age = session_max_age
+        self.hooks = hooks
+        self.clock = clock
+        self.compile_after = compile_after
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.open: dict[int, weakref.ref[ActiveScope]] = {}
+        self.sessions: dict[str, ActiveScope] = {}
+        self.expired: list[ActiveScope] = []
+        self.leaked = 0
+        self.closed = False
+        self.singletons = singleton_scope()
+        self.singleton_keys: set[Hashable] = set()
+        self.root: ActiveScope | None = None
+        self._async_memo: dict[Provider, bool] = {}
+        self.plan_counters: list[tuple[Any, dict[Provider, int]]] = []
+        self.health_states: dict[Hashable, Any] = {}
+
+    # -- registration -------------------------------------------------------------
+
+    def add(
+        self,
+        provides: Any,
+        target: Any,
+        *,
+        kind: Kind,
+        scope: Scope,
+        name: str | None,
+        eager: bool,
+        critical: bool,
+        health_check: Callable[[Any], Any] | None,
+    ) -> Provider:
+        if self.closed:
+            raise ClosedError("container")
+        if not isinstance(scope, Scope):
+            raise RegistrationError(f"scope must be a tether.Scope, got {scope!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise RegistrationError(f"name must be a non-empty string, got {name!r}")
+        key = provides if name is None else (provides, name)
+        try:
+            hash(key)
+        except TypeError:
+            raise RegistrationError(
+                f"{provides!r} cannot be a dependency key because it is not hashable"
+            ) from None
+        resource = kind in (Kind.CLASS, Kind.VALUE) and is_resource(target)
+        if kind is Kind.VALUE and scope not in (Scope.APP, Scope.SINGLETON):
+            raise RegistrationError(
+                f"a value bound for {display(key)} is one object, so it cannot be "
+                f"{scope.name}-scoped. Hint: bind a class or factory for a new instance per "
+                f"{scope.name.lower()}, or drop scope= for a value."
+            )
+        if health_check is not None and not callable(health_check):
+            raise RegistrationError(f"health_check for {display(key)} must be callable")
+        if kind is Kind.VALUE and target is None:
+            raise RegistrationError(f"cannot bind None for {display(key)}")
+        if scope is Scope.SINGLETON:
+            cache_key: Hashable = ("tether.singleton", kind, id(target), key)
+        else:
+            cache_key = key
+        # "active" counts what tether disposes or keeps for the container's life.
+        tracked = scope <= Scope.APP or resource or kind in (Kind.GENERATOR, Kind.ASYNC_GENERATOR)
+        provider = Provider(
+            key=key, provides=provides, name=name, kind=kind, target=target, scope=scope,
+            eager=eager, critical=critical, health_check=health_check, resource=resource,
+            cache_key=cache_key, stats=Stats(display(key), scope, self.hooks, tracked),
+        )
+        if key not in self.providers:
+            self.order.append(key)
+        self.providers[key] = provider
+        if scope is Scope.SINGLETON:
+            self.singleton_keys.add(cache_key)
+            singleton_users(self.singletons).setdefault(cache_key, set()).add(id(self))
+        self.invalidate()
+        return provider
+
+    def provider_from(self, provides: Any, target: Any, scope: Scope, name: str | None) -> Provider:
+        kind = classify(target)
+        return self.add(provides, target, kind=kind, scope=scope, name=name, eager=False,
+                        critical=True, health_check=None)
+
+    def invalidate(self) -> None:
+        self.sync_builders.clear()
+        self.async_builders.clear()
+        self._async_memo.clear()
+
+    def needs_async(self, p: Provider) -> bool:
+        known = self._async_memo.get(p)
+        if known is not None:
+            return known
+        self._async_memo[p] = False  # a cycle is reported by validation, not here
+        result = p.own_async
+        if not result:
+            for param in p.params:
+                dep = self.providers.get(param.key) if param.key is not None else None
+                if dep is not None and self.needs_async(dep):
+                    result = True
+                    break
+        self._async_memo[p] = result
+        return result
+
+    def dependencies(self, p: Provider) -> Iterable[Provider]:
+        for param in p.params:
+            dep = self.providers.get(param.key) if param.key is not None else None
+            if dep is not None:
+                yield dep
+
+    # -- building -----------------------------------------------------------------
+
+    def first_build(self, key: Hashable, scope: ActiveScope) -> Any:
+        p = self.providers.get(key)
+        if p is None:
+            if scope._closed:
+                raise ClosedError(scope.describe())
+            raise not_found(self, key, None)
+        self.install(p)
+        return self.sync_builders[key](scope)
+
+    async def first_abuild(self, key: Hashable, scope: ActiveScope) -> Any:
+        p = self.providers.get(key)
+        if p is None:
+            if scope._closed:
+                raise ClosedError(scope.describe())
+            raise not_found(self, key, None)
+        self.install(p)
+        return await self.async_builders[key](scope)
+
+    def install(self, p: Provider) -> None:
+        """Put the plain builders of ``p`` in the tables; after ``compile_after`` calls
+        they replace themselves with generated code."""
+        key = p.key
+        calls = 0
+        threshold = self.compile_after
+        sync_table, async_table = self.sync_builders, self.async_builders
+
+        def promote() -> None:
+            from ._compile import compile_provider
+
+            compile_provider(self, p)
+
+        def plain_sync(scope: ActiveScope, holder: ActiveScope | None = None) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == threshold and sync_table.get(key) is plain_sync:
+                promote()
+            return build_sync(self, p, scope, holder or scope)
+
+        async def plain_async(scope: ActiveScope, holder: ActiveScope | None = None) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == threshold and async_table.get(key) is plain_async:
+                promote()
+            if self.needs_async(p):
+                return await build_async(self, p, scope, holder or scope)
+            return build_sync(self, p, scope, holder or scope)
+
+        sync_table[key] = plain_sync
+        async_table[key] = plain_async
+        if threshold <= 0:
+            promote()
+
+    # -- scopes -------------------------------------------------------------------
+
+    def open_scope(
+        self, kind: Scope, parent: ActiveScope, session_id: str | None
+    ) -> ActiveScope:
+        if parent._closed:
+            raise ClosedError(parent.describe())
+        if kind is Scope.SESSION:
+            return self.session(parent, session_id)
+        if session_id is not None:
+            raise ValueError("session_id= is only for Scope.SESSION scopes")
+        if kind is Scope.REQUEST and parent.kind is not Scope.REQUEST:
+            scope = request_scope(self, parent)
+        else:
+            scope = new_scope(self, kind, parent)
+        self.open[id(scope)] = weakref.ref(scope)
+        return scope
+
+    def session(self, parent: ActiveScope, session_id: str | None) -> ActiveScope:
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError(
+                "a SESSION scope needs its id: container.scope(Scope.SESSION, session_id=...)"
+            )
+        now = self.clock.monotonic()
+        scope = self.sessions.get(session_id)
+        if scope is not None and self.session_expired(scope, now):
+            del self.sessions[session_id]
+            self.expired.append(scope)
+            scope = None
+        if scope is None:
+            scope = new_scope(self, Scope.SESSION, parent)
+            scope._session_id = session_id
+            scope._born = now
+            self.sessions[session_id] = scope
+            self.open[id(scope)] = weakref.ref(scope)
+        scope._touched = now
+        return scope
+
+    def session_expired(self, scope: ActiveScope, now: float) -> bool:
+        return (now - scope._touched > self.session_idle_timeout
+                or now - scope._born > self.session_max_age)
+
+    def take_expired(self) -> list[ActiveScope]:
+        now = self.clock.monotonic()
+        for sid, scope in list(self.sessions.items()):
+            if self.session_expired(scope, now):
+                del self.sessions[sid]
+                self.expired.append(scope)
+        expired, self.expired = self.expired, []
+        return expired
+
+    def forget_session(self, scope: ActiveScope) -> None:
+        if self.sessions.get(scope._session_id or "") is scope:
+            del self.sessions[scope._session_id or ""]
+
+    def open_scopes(self) -> list[ActiveScope]:
+        found = []
+        for ref in list(self.open.values()):
+            scope = ref()
+            if scope is not None and not scope._closed:
+                found.append(scope)
+        return found
+
+    # -- event loops --------------------------------------------------------------
+
+    def bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is None:
+            self.loop = loop
+        elif self.loop is not loop:
+            raise WrongEventLoop()
+
+    def check_loop(self) -> None:
+        if self.loop is not None and self.loop is not asyncio.get_running_loop():
+            raise WrongEventLoop()
+
+
+class _SingletonRegistry:
+    """What the process-wide SINGLETON scope needs of a registry."""
+
+    def __init__(self) -> None:
+        self.sync_builders: dict[Hashable, Any] = {}
+        self.users: dict[Hashable, set[int]] = {}
+        self.dispose_timeout = 10.0
+        self.leaked = 0
+        self.open: dict[int, Any] = {}
+
+    def forget_session(self, scope: ActiveScope) -> None:
+        return None
+
+
+_SINGLETONS: list[ActiveScope] = []
+
+
+def singleton_users(scope: ActiveScope) -> dict[Hashable, set[int]]:
+    registry: _SingletonRegistry = scope._registry  # type: ignore[assignment]
+    return registry.users
+
+
+def singleton_scope() -> ActiveScope:
+    if not _SINGLETONS:
+        scope = ActiveScope.__new__(ActiveScope)
+        scope._open(_SingletonRegistry(), Scope.SINGLETON, None)  # type: ignore[arg-type]
+        _SINGLETONS.append(scope)
+    return _SINGLETONS[0]

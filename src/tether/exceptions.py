@@ -1,0 +1,271 @@
+"""Every error tether raises.
+
+    TetherError
+    ├── RegistrationError        a registration that cannot work (bad target, no type hint)
+    ├── ResolutionError          an instance could not be produced
+    │   ├── DependencyNotFound   nothing is bound for a requested type (also a LookupError)
+    │   ├── AsyncRequired        a sync ``get`` of something that needs ``await``
+    │   ├── ScopeMismatch        resolved outside the scope it lives in
+    │   └── ResourceInitError    the factory, constructor or ``initialize()`` raised
+    ├── GraphError               validation found problems; ``.problems`` lists them
+    │   ├── DependencyCycle
+    │   └── ScopeViolation       a longer-lived registration depends on a shorter-lived one
+    ├── ClosedError              a closed container or scope was used (also a RuntimeError)
+    ├── WrongEventLoop           an async resource used from another event loop
+    ├── StartupError             an eager resource failed during start-up
+    ├── DisposeTimeout           a finalizer ran past ``dispose_timeout`` and was abandoned
+    └── TeardownError            finalizers failed; an ExceptionGroup of every error
+
+Each error keeps the objects it talks about as attributes and renders its sentence
+in ``__str__``. docs/errors.md lists every one with its fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._scope import Scope
+
+__all__ = [
+    "AsyncRequired",
+    "ClosedError",
+    "DependencyCycle",
+    "DependencyNotFound",
+    "DisposeTimeout",
+    "GraphError",
+    "RegistrationError",
+    "ResolutionError",
+    "ResourceInitError",
+    "ScopeMismatch",
+    "ScopeViolation",
+    "StartupError",
+    "TeardownError",
+    "TetherError",
+    "WrongEventLoop",
+]
+
+
+def _chain(chain: Sequence[tuple[str, Scope]]) -> str:
+    return " -> ".join(f"{name} ({scope.name})" for name, scope in chain)
+
+
+class TetherError(Exception):
+    """Base of every tether error."""
+
+
+class RegistrationError(TetherError, TypeError):
+    """A registration that cannot work, caught when it is made."""
+
+
+class ResolutionError(TetherError):
+    """An instance could not be produced.
+
+    ``chain`` is the resolution path, outermost first, as ``(name, scope)`` pairs.
+    """
+
+    chain: tuple[tuple[str, Scope], ...]
+
+    def __init__(self, dependency: str, chain: Sequence[tuple[str, Scope]] = ()) -> None:
+        super().__init__(dependency, tuple(chain))
+        self.dependency = dependency
+        self.chain = tuple(chain)
+
+    def _path(self) -> str:
+        return f" (chain: {_chain(self.chain)})" if len(self.chain) > 1 else ""
+
+
+class DependencyNotFound(ResolutionError, LookupError):
+    def __init__(
+        self,
+        dependency: str,
+        chain: Sequence[tuple[str, Scope]] = (),
+        *,
+        needed_by: str | None = None,
+        available: Sequence[str] = (),
+    ) -> None:
+        super().__init__(dependency, chain)
+        self.needed_by = needed_by
+        self.available = tuple(available)
+
+    def __str__(self) -> str:
+        where = f", needed by {self.needed_by}" if self.needed_by else ""
+        msg = f"nothing is bound for {self.dependency}{where}{self._path()}."
+        if self.available:
+            msg += f" Bound under other names: {', '.join(self.available)}."
+        bare = self.dependency.split("[")[0]
+        return msg + f" Hint: register it with container.bind({bare}, ...)."
+
+
+class AsyncRequired(ResolutionError):
+    def __init__(
+        self, dependency: str, chain: Sequence[tuple[str, Scope]] = (), *, because: str = ""
+    ) -> None:
+        super().__init__(dependency, chain)
+        self.because = because
+
+    def __str__(self) -> str:
+        why = f" because {self.because}" if self.because else ""
+        return (
+            f"{self.dependency} needs await{why}{self._path()}: "
+            f"use `await scope.aget(...)` instead of `scope.get(...)`, "
+            f"or start the container with `async with container` so it is built beforehand."
+        )
+
+
+class ScopeMismatch(ResolutionError):
+    def __init__(
+        self,
+        dependency: str,
+        chain: Sequence[tuple[str, Scope]] = (),
+        *,
+        scope: Scope,
+        current: Scope,
+    ) -> None:
+        super().__init__(dependency, chain)
+        self.scope = scope
+        self.current = current
+
+    def __str__(self) -> str:
+        hint = (
+            "open one with `container.scope(Scope.SESSION, session_id=...)`"
+            if self.scope.name == "SESSION"
+            else f"open one with `container.scope(Scope.{self.scope.name})`"
+        )
+        return (
+            f"{self.dependency} lives in {self.scope.name} scope but was resolved from "
+            f"{self.current.name} scope, which has no {self.scope.name} scope around it"
+            f"{self._path()}. Hint: {hint} and resolve it there."
+        )
+
+
+class ResourceInitError(ResolutionError):
+    """The factory, constructor or ``initialize()`` raised; ``__cause__`` is the error."""
+
+    def __init__(
+        self, dependency: str, chain: Sequence[tuple[str, Scope]] = (), *, error: BaseException
+    ) -> None:
+        super().__init__(dependency, chain)
+        self.error = error
+
+    def __str__(self) -> str:
+        return (
+            f"building {self.dependency} failed{self._path()}: "
+            f"{type(self.error).__name__}: {self.error}. Nothing was cached; "
+            f"the next resolution tries again."
+        )
+
+
+class GraphError(TetherError):
+    """Validation found problems; ``problems`` holds one error for each."""
+
+    def __init__(self, problems: Sequence[TetherError]) -> None:
+        super().__init__(tuple(problems))
+        self.problems = tuple(problems)
+
+    def __str__(self) -> str:
+        lines = [f"the dependency graph has {len(self.problems)} problem(s):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class DependencyCycle(GraphError):
+    def __init__(self, cycle: Sequence[tuple[str, Scope]]) -> None:
+        TetherError.__init__(self, tuple(cycle))
+        self.problems = ()
+        self.cycle = tuple(cycle)
+
+    def __str__(self) -> str:
+        return (
+            f"dependency cycle: {_chain(self.cycle)}. Hint: break it by depending on a "
+            f"factory or moving shared state into a third registration."
+        )
+
+
+class ScopeViolation(GraphError):
+    def __init__(self, chain: Sequence[tuple[str, Scope]]) -> None:
+        TetherError.__init__(self, tuple(chain))
+        self.problems = ()
+        self.chain = tuple(chain)
+
+    def __str__(self) -> str:
+        (owner, owner_scope), (dep, dep_scope) = self.chain[-2], self.chain[-1]
+        return (
+            f"{owner} ({owner_scope.name}) depends on {dep} ({dep_scope.name}), which lives "
+            f"shorter: {_chain(self.chain)}. A {owner_scope.name} instance would keep a stale "
+            f"{dep}. Hint: try changing the scope of {owner} to {dep_scope.name}, or of {dep} "
+            f"to {owner_scope.name}."
+        )
+
+
+class ClosedError(TetherError, RuntimeError):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+    def __str__(self) -> str:
+        return (
+            f"cannot use this {self.what} once it has been closed. "
+            f"Hint: open a new one instead of keeping a reference past its `with` block."
+        )
+
+
+class WrongEventLoop(TetherError, RuntimeError):
+    def __str__(self) -> str:
+        return (
+            "this container's async resources were created on another event loop, "
+            "which they stay bound to. Hint: create one container per event loop (for "
+            "example a fresh container in each pytest-asyncio test, or run the tests on one "
+            "session-wide loop), or close the container before the loop ends."
+        )
+
+
+class StartupError(TetherError):
+    def __init__(self, dependency: str, *, error: BaseException) -> None:
+        super().__init__(dependency)
+        self.dependency = dependency
+        self.error = error
+
+    def __str__(self) -> str:
+        return (
+            f"start-up failed at {self.dependency}: {type(self.error).__name__}: {self.error}. "
+            f"Resources started before it were disposed in reverse order."
+        )
+
+
+class DisposeTimeout(TetherError, TimeoutError):
+    def __init__(self, dependency: str, timeout: float) -> None:
+        super().__init__(dependency, timeout)
+        self.dependency = dependency
+        self.timeout = timeout
+
+    def __str__(self) -> str:
+        return (
+            f"disposing {self.dependency} took longer than {self.timeout:g}s and was "
+            f"abandoned. Hint: make its teardown bounded, or raise Container(dispose_timeout=...)."
+        )
+
+
+class TeardownError(TetherError, ExceptionGroup):
+    """One or more finalizers failed.
+
+    ``exceptions`` holds the scope body's own error first (when there was one), then
+    each finalizer's error; ``resources`` names, position by position, the resource
+    whose finalizer raised (``None`` for the body's error).
+    """
+
+    resources: tuple[str | None, ...]
+
+    def __new__(
+        cls, message: str, exceptions: Sequence[Exception], resources: Sequence[str | None] = ()
+    ) -> TeardownError:
+        self = super().__new__(cls, message, exceptions)
+        self.resources = tuple(resources)
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[Any], resources: Any = ()) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> TeardownError:  # type: ignore[override]
+        return TeardownError(self.message, excs)
