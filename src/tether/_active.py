@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import warnings
 from asyncio import get_running_loop
 from collections.abc import Awaitable, Hashable
 from types import TracebackType
@@ -79,6 +78,7 @@ class ActiveScope:
         "_registry",
         "_session_id",
         "_touched",
+        "_watch",
         "kind",
     )
 
@@ -146,6 +146,8 @@ class ActiveScope:
 
     def scope(self, kind: Scope = Scope.REQUEST, *, session_id: str | None = None) -> ActiveScope:
         """Open a scope inside this one; it sees this scope's instances."""
+        if kind is Scope.REQUEST and self.kind is not Scope.REQUEST and not self._closed:
+            return request_scope(self._registry, self)  # the common case, kept short
         return self._registry.open_scope(kind, self, session_id)
 
     resource_scope = scope
@@ -171,7 +173,7 @@ class ActiveScope:
         self._chain = ()  # no reference cycle left: a closed scope is freed at once
         exits, self._exits = self._exits, []
         registry = self._registry
-        registry.open.pop(id(self), None)
+        registry.open.pop(self._watch, None)
         if self.kind is Scope.SESSION:
             registry.forget_session(self)
         return exits
@@ -237,17 +239,6 @@ class ActiveScope:
             return
         self.close(exc)
 
-    def __del__(self) -> None:
-        if getattr(self, "_exits", None) and not self._closed:
-            names = ", ".join(p.display for _, _, p in self._exits)
-            self._registry.leaked += 1
-            warnings.warn(
-                f"a {self.describe()} was garbage-collected without being closed; the "
-                f"teardown of {names} never ran. Hint: use `with`/`async with` on scopes.",
-                ResourceWarning,
-                stacklevel=1,
-            )
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<tether {self.describe()} ({state}, {len(self._exits)} pending teardowns)>"
@@ -290,6 +281,7 @@ def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     scope._cache = cache
     chain = parent._chain
     scope._chain = (chain[0], chain[1], chain[2], scope)
+    registry.watch(scope)
     return scope
 
 

@@ -19,6 +19,7 @@ from ._resolve import (
     EXIT_GEN,
     EXIT_RESOURCE,
     MISS,
+    build_async,
     init_error,
     mismatch,
     not_found,
@@ -74,7 +75,7 @@ _HELPERS: dict[str, Any] = {
     "annotate": _annotate, "fail": _fail, "busy": _busy, "unwind_sync": unwind_sync,
     "unwind_async": unwind_async, "wait_pending": wait_pending, "settle": settle,
     "EXIT_GEN": EXIT_GEN, "EXIT_AGEN": EXIT_AGEN, "EXIT_RESOURCE": EXIT_RESOURCE,
-    "asyncio": asyncio,
+    "asyncio": asyncio, "build_async": build_async,
 }
 
 
@@ -166,18 +167,21 @@ class _Compiler:
         out.append(f"{'async ' if is_async else ''}def {fn}(scope, holder=None):")
         if p.scope is Scope.TRANSIENT:
             out.append("    h = scope if holder is None else holder")
-            self.emit_create(p, i, "    ", is_async)
+            out += _indent(self.emit_create(p, i, is_async, "v", ""), "    ")
             out.append("    return v")
             return
         level = int(p.scope)
         out.append(f"    owner = scope._chain[{level}]")
         if p.scope >= Scope.SESSION:
             out.append(f"    if owner is None: raise mismatch(P{i}, scope)")
-        out.append("    cache = owner._cache")
+        out += [
+            "    cache = owner._cache",
+            f"    v = cache.get(K{i}, MISS)",
+            "    if v is not MISS: return v",
+            "    h = owner",
+        ]
         if not is_async:
             out += [
-                f"    v = cache.get(K{i}, MISS)",
-                "    if v is not MISS: return v",
                 "    if owner._closed: raise ClosedError(owner.describe())",
                 f"    if K{i} in owner._pending: raise busy(P{i})",
             ]
@@ -189,80 +193,93 @@ class _Compiler:
                     "        if v is not MISS: return v",
                 ]
                 pad = "        "
-            out.append(f"{pad}h = owner")
-            self.emit_create(p, i, pad, is_async)
+            out += _indent(self.emit_create(p, i, is_async, "v", ""), pad)
             out += [f"{pad}cache[K{i}] = v", "    return v"]
             return
         out += [
-            "    while True:",
-            f"        v = cache.get(K{i}, MISS)",
-            "        if v is not MISS: return v",
-            "        if owner._closed: raise ClosedError(owner.describe())",
-            "        pending = owner._pending",
-            f"        if K{i} not in pending: break",
-            f"        await wait_pending(owner, K{i})",
+            f"    if owner._closed or K{i} in owner._pending:",
+            f"        return await build_async(reg, P{i}, scope, h)",
         ]
         if p.scope <= Scope.SESSION:
             out.append("    reg.bind_loop()")
-        out += [
-            f"    pending[K{i}] = None",
-            "    outcome = None",
-            "    try:",
-            "        h = owner",
-        ]
-        self.emit_create(p, i, "        ", is_async)
-        out += [
-            f"        cache[K{i}] = v",
-            "        return v",
-            "    except BaseException as e:",
-            "        outcome = e",
-            "        raise",
-            "    finally:",
-            f"        w = pending.pop(K{i}, None)",
-            "        if w is not None: settle(w, outcome)",
+        out += _indent(self.guarded(p, i, is_async, "v", ""), "    ")
+        out.append("    return v")
+
+    def guarded(self, p: Provider, i: int, is_async: bool, res: str, sfx: str) -> list[str]:
+        """Create ``p`` into ``res`` while its pending mark tells other tasks to wait."""
+        return [
+            f"owner._pending[K{i}] = None",
+            f"o{sfx} = None",
+            "try:",
+            *_indent(self.emit_create(p, i, is_async, res, sfx), "    "),
+            f"    cache[K{i}] = {res}",
+            f"except BaseException as x{sfx}:",
+            f"    o{sfx} = x{sfx}",
+            "    raise",
+            "finally:",
+            f"    w{sfx} = owner._pending.pop(K{i}, None)",
+            f"    if w{sfx} is not None: settle(w{sfx}, o{sfx})",
         ]
 
-    def emit_create(self, p: Provider, i: int, pad: str, is_async: bool) -> None:
+    def emit_create(self, p: Provider, i: int, is_async: bool, res: str, sfx: str) -> list[str]:
         if p.own_async and not is_async:
-            self.lines.append(f"{pad}raise async_required(P{i})")
-            return
+            return [f"raise async_required(P{i})"]
         body: list[str] = []
         paths: list[Path] = [(p,)]
         composition: dict[Provider, int] = {}
         unwinds = [False]
-        args = self.emit_args(p, (p,), body, paths, composition, unwinds, is_async)
+        step = f"step{sfx}"
+        args = self.emit_args(p, (p,), body, paths, composition, unwinds, is_async, step)
         timed = not self.inlinable(p, ())
         if timed:
-            body.append("started = perf_counter()")
-        body += self.construct(p, i, args, is_async)
-        out = self.lines
+            body.append(f"started{sfx} = perf_counter()")
+        body += self.construct(p, i, args, is_async, res, sfx)
+        out: list[str] = []
         if unwinds[0]:
-            out.append(f"{pad}mark = len(h._exits)")
-        out.append(f"{pad}step = 0")
-        out.append(f"{pad}try:")
-        out += [f"{pad}    {line}" for line in body]
+            out.append(f"mark{sfx} = len(h._exits)")
+        out += [f"{step} = 0", "try:", *_indent(body, "    ")]
         paths_name = self.const(tuple(paths))
         unwind = ""
         if unwinds[0]:
-            unwind = ("await unwind_async(h, mark); " if is_async else "unwind_sync(h, mark); ")
+            call = "await unwind_async" if is_async else "unwind_sync"
+            unwind = f"{call}(h, mark{sfx}); "
         out += [
-            f"{pad}except ResolutionError as e:",
-            f"{pad}    {unwind}raise annotate(e, {paths_name}[step])",
-            f"{pad}except BaseException as e:",
-            f"{pad}    {unwind}raise fail(e, {paths_name}[step], scope)",
+            f"except ResolutionError as e{sfx}:",
+            f"    {unwind}raise annotate(e{sfx}, {paths_name}[{step}])",
+            f"except BaseException as e{sfx}:",
+            f"    {unwind}raise fail(e{sfx}, {paths_name}[{step}], scope)",
         ]
         if timed:
-            out.append(f"{pad}S{i}.made(started)")
+            out += self.record(p, i, sfx)
         else:
             composition[p] = composition.get(p, 0) + 1
         if composition:
             counter = [0]
             self.reg.plan_counters.append((counter, composition))
-            out.append(f"{pad}{self.const(counter)}[0] += 1")
+            out.append(f"{self.const(counter)}[0] += 1")
+        return out
+
+    def record(self, p: Provider, i: int, sfx: str) -> list[str]:
+        """``Stats.made``, inline."""
+        lines = [
+            f"n{sfx} = perf_counter()",
+            f"S{i}.born = n{sfx}",
+            f"S{i}.init_last = d{sfx} = n{sfx} - started{sfx}",
+            f"S{i}.init_total += d{sfx}",
+            f"S{i}.created += 1",
+        ]
+        if p.stats.tracked:
+            lines += [
+                f"S{i}.active = a{sfx} = S{i}.active + 1",
+                f"if a{sfx} > S{i}.peak: S{i}.peak = a{sfx}",
+            ]
+        if p.stats.hooks:
+            lines.append(f"S{i}.notify_created(d{sfx})")
+        return lines
 
     def emit_args(
         self, p: Provider, path: Path, body: list[str], paths: list[Path],
-        composition: dict[Provider, int], unwinds: list[bool], is_async: bool,
+        composition: dict[Provider, int], unwinds: list[bool], is_async: bool, step: str,
     ) -> list[str]:
         args: list[str] = []
         by_keyword = False
@@ -274,7 +291,7 @@ class _Compiler:
                     continue
                 body.append(f"raise not_found(reg, {self.const(param.key)}, {self.const(p)})")
                 return args
-            var = self.emit_dep(dep, path, body, paths, composition, unwinds, is_async)
+            var = self.emit_dep(dep, path, body, paths, composition, unwinds, is_async, step)
             if param.positional and not by_keyword:
                 args.append(var)
             elif param.keyword:
@@ -286,28 +303,32 @@ class _Compiler:
                 return args
         return args
 
-    def step(self, body: list[str], paths: list[Path], path: Path) -> None:
-        if paths[-1] != path or (len(paths) == 1 and path != paths[0]):
+    def mark_step(self, body: list[str], paths: list[Path], path: Path, step: str) -> None:
+        if paths[-1] != path:
             paths.append(path)
-        body.append(f"step = {len(paths) - 1}")
+        body.append(f"{step} = {len(paths) - 1}")
 
     def emit_dep(
         self, dep: Provider, path: Path, body: list[str], paths: list[Path],
-        composition: dict[Provider, int], unwinds: list[bool], is_async: bool,
+        composition: dict[Provider, int], unwinds: list[bool], is_async: bool, step: str,
     ) -> str:
         var = f"v{self.vars}"
         self.vars += 1
         await_ = is_async and self.reg.needs_async(dep)
         call_prefix = "await a" if await_ else "s"
         if self.inlinable(dep, path):
-            args = self.emit_args(dep, (*path, dep), body, paths, composition, unwinds, is_async)
-            self.step(body, paths, (*path, dep))
+            args = self.emit_args(
+                dep, (*path, dep), body, paths, composition, unwinds, is_async, step
+            )
+            self.mark_step(body, paths, (*path, dep), step)
             body.append(f"{var} = {self.const(dep.target)}({', '.join(args)})")
             composition[dep] = composition.get(dep, 0) + 1
             return var
         j = self.ref(dep)
+        self.ns[f"P{j}"] = dep
         self.ns[f"K{j}"] = dep.cache_key
-        self.step(body, paths, path)
+        self.ns[f"S{j}"] = dep.stats
+        self.mark_step(body, paths, path, step)
         if dep.scope is Scope.TRANSIENT:
             if dep.has_teardown or self.reg.needs_async(dep):
                 unwinds[0] = True
@@ -315,42 +336,66 @@ class _Compiler:
             return var
         root = path[0]
         if root.scope is not Scope.TRANSIENT and dep.scope is root.scope:
-            cache = "cache"
-        elif dep.scope <= Scope.APP:
-            cache = f"scope._chain[{int(dep.scope)}]._cache"
-        else:
-            body.append(f"{var} = {call_prefix}{j}(scope)")
+            # Same scope as the registration being built: look up, and build it right
+            # here on a miss (no call, no extra coroutine).
+            body += [f"{var} = cache.get(K{j}, MISS)", f"if {var} is MISS:"]
+            if dep in path or dep.scope <= Scope.SESSION:
+                body.append(f"    {var} = {call_prefix}{j}(scope)")
+                return var
+            sfx = f"_{self.vars}"
+            self.vars += 1
+            if is_async:
+                body += [
+                    f"    if K{j} in owner._pending: {var} = await a{j}(scope)",
+                    "    else:",
+                    *_indent(self.guarded(dep, j, is_async, var, sfx), "        "),
+                ]
+            else:
+                body += [
+                    f"    if K{j} in owner._pending: raise busy(P{j})",
+                    *_indent(self.emit_create(dep, j, is_async, var, sfx), "    "),
+                    f"    cache[K{j}] = {var}",
+                ]
             return var
-        body += [
-            f"{var} = {cache}.get(K{j}, MISS)",
-            f"if {var} is MISS: {var} = {call_prefix}{j}(scope)",
-        ]
+        if dep.scope <= Scope.APP:
+            cache = f"scope._chain[{int(dep.scope)}]._cache"
+            body += [
+                f"{var} = {cache}.get(K{j}, MISS)",
+                f"if {var} is MISS: {var} = {call_prefix}{j}(scope)",
+            ]
+            return var
+        body.append(f"{var} = {call_prefix}{j}(scope)")
         return var
 
-    def construct(self, p: Provider, i: int, args: list[str], is_async: bool) -> list[str]:
+    def construct(
+        self, p: Provider, i: int, args: list[str], is_async: bool, res: str, sfx: str
+    ) -> list[str]:
         call = f"{self.const(p.target)}({', '.join(args)})"
         kind = p.kind
         lines: list[str] = []
         if kind is Kind.VALUE:
-            lines.append(f"v = {self.const(p.target)}")
+            lines.append(f"{res} = {self.const(p.target)}")
         elif kind is Kind.ASYNC_FACTORY:
-            lines.append(f"v = await {call}")
+            lines.append(f"{res} = await {call}")
         elif kind is Kind.GENERATOR:
             lines += [
-                f"g = {call}",
-                "v = next(g)",
-                f"h._exits.append((EXIT_GEN, g, P{i}))",
+                f"g{sfx} = {call}",
+                f"{res} = next(g{sfx})",
+                f"h._exits.append((EXIT_GEN, g{sfx}, P{i}))",
             ]
         elif kind is Kind.ASYNC_GENERATOR:
             lines += [
-                f"g = {call}",
-                "v = await g.__anext__()",
-                f"h._exits.append((EXIT_AGEN, g, P{i}))",
+                f"g{sfx} = {call}",
+                f"{res} = await g{sfx}.__anext__()",
+                f"h._exits.append((EXIT_AGEN, g{sfx}, P{i}))",
             ]
         else:
-            lines.append(f"v = {call}")
+            lines.append(f"{res} = {call}")
         if p.resource:
-            lines.append("await v.initialize()" if p.own_async else "v.initialize()")
-            lines.append(f"h._exits.append((EXIT_RESOURCE, v, P{i}))")
+            lines.append(f"await {res}.initialize()" if p.own_async else f"{res}.initialize()")
+            lines.append(f"h._exits.append((EXIT_RESOURCE, {res}, P{i}))")
         return lines
 
+
+def _indent(lines: list[str], pad: str) -> list[str]:
+    return [pad + line for line in lines]

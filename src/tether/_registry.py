@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,7 +57,7 @@ class Registry:
         self.clock = clock
         self.compile_after = compile_after
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.open: dict[int, weakref.ref[ActiveScope]] = {}
+        self.open: dict[weakref.ref[ActiveScope], list[Any]] = {}
         self.sessions: dict[str, ActiveScope] = {}
         self.expired: list[ActiveScope] = []
         self.leaked = 0
@@ -223,11 +224,28 @@ class Registry:
         if session_id is not None:
             raise ValueError("session_id= is only for Scope.SESSION scopes")
         if kind is Scope.REQUEST and parent.kind is not Scope.REQUEST:
-            scope = request_scope(self, parent)
-        else:
-            scope = new_scope(self, kind, parent)
-        self.open[id(scope)] = weakref.ref(scope)
+            return request_scope(self, parent)
+        scope = new_scope(self, kind, parent)
+        self.watch(scope)
         return scope
+
+    def watch(self, scope: ActiveScope) -> None:
+        """Track an open scope without keeping it alive; see ``lost``."""
+        ref = scope._watch = weakref.ref(scope, self.lost)
+        self.open[ref] = scope._exits
+
+    def lost(self, ref: weakref.ref[ActiveScope]) -> None:
+        """A scope was garbage-collected while still open."""
+        exits = self.open.pop(ref, None)
+        if exits:
+            self.leaked += 1
+            names = ", ".join(p.display for _, _, p in exits)
+            warnings.warn(
+                f"a scope was garbage-collected without being closed; the teardown of "
+                f"{names} never ran. Hint: open scopes with `with` / `async with`.",
+                ResourceWarning,
+                stacklevel=1,
+            )
 
     def session(self, parent: ActiveScope, session_id: str | None) -> ActiveScope:
         if not isinstance(session_id, str) or not session_id:
@@ -245,7 +263,7 @@ class Registry:
             scope._session_id = session_id
             scope._born = now
             self.sessions[session_id] = scope
-            self.open[id(scope)] = weakref.ref(scope)
+            self.watch(scope)
         scope._touched = now
         return scope
 
@@ -268,7 +286,7 @@ class Registry:
 
     def open_scopes(self) -> list[ActiveScope]:
         found = []
-        for ref in list(self.open.values()):
+        for ref in list(self.open):
             scope = ref()
             if scope is not None and not scope._closed:
                 found.append(scope)
@@ -296,7 +314,7 @@ class _SingletonRegistry:
         self.users: dict[Hashable, set[int]] = {}
         self.dispose_timeout = 10.0
         self.leaked = 0
-        self.open: dict[int, Any] = {}
+        self.open: dict[Any, Any] = {}
 
     def forget_session(self, scope: ActiveScope) -> None:
         return None

@@ -83,19 +83,19 @@ class Stats:
             self.active += 1
             if self.active > self.peak:
                 self.peak = self.active
-        for hook in self.hooks:
-            hook.on_created(self.display, self.scope, seconds)
+        if self.hooks:
+            self.notify_created(seconds)
 
     def failure(self, error: BaseException) -> None:
         self.failed += 1
         for hook in self.hooks:
             hook.on_failed(self.display, self.scope, error)
 
-    def gone(self, seconds: float, ok: bool) -> None:
-        self.disposed += 1
-        self.active -= 1
-        if not ok:
-            self.dispose_failed += 1
+    def notify_created(self, seconds: float) -> None:
+        for hook in self.hooks:
+            hook.on_created(self.display, self.scope, seconds)
+
+    def notify_disposed(self, seconds: float) -> None:
         for hook in self.hooks:
             hook.on_disposed(self.display, self.scope, seconds)
 

@@ -81,9 +81,7 @@ def run_sync(entries: Sequence[Entry], exc: BaseException | None) -> list[Failur
         except BaseException as caught:
             if caught is not exc:
                 error = caught
-        p.stats.gone(perf_counter() - started, error is None)
-        if error is not None:
-            failures.append((p, error))
+        _done(p, started, error, failures)
     return failures
 
 
@@ -98,42 +96,54 @@ def begin(
     for index in range(upto - 1, -1, -1):
         entry = entries[index]
         what, obj, p = entry
-        started = perf_counter()
+        stats = p.stats
+        started = perf_counter() if stats.hooks else 0.0
         error: BaseException | None = None
         try:
-            if what == EXIT_GEN:
+            if what == EXIT_AGEN:
+                aw = obj.__anext__() if exc is None else obj.athrow(exc)
+            elif what == EXIT_GEN:
+                aw = None
                 _close_gen(obj, exc, p)
             else:
-                if what == EXIT_AGEN:
-                    aw = obj.athrow(exc) if exc is not None else obj.__anext__()
+                aw = _dispose_call(obj)
+                if aw is not None and not hasattr(aw, "send"):
+                    aw = _awaited(aw) if inspect.isawaitable(aw) else None
+            if aw is not None:
+                try:
+                    yielded = aw.send(None)
+                except StopAsyncIteration:
+                    pass
+                except StopIteration:
+                    if what == EXIT_AGEN:
+                        error = _yielded_twice(p)
+                        _close_agen_later(obj)
                 else:
-                    aw = _dispose_call(obj)
-                    if aw is not None and not hasattr(aw, "send"):
-                        aw = _awaited(aw) if inspect.isawaitable(aw) else None
-                if aw is not None:
-                    try:
-                        yielded = aw.send(None)
-                    except StopAsyncIteration:
-                        pass
-                    except StopIteration:
-                        if what == EXIT_AGEN:
-                            error = _yielded_twice(p)
-                            _close_agen_later(obj)
-                    else:
-                        return index, aw, yielded, entry, started
+                    return index, aw, yielded, entry, started or perf_counter()
         except BaseException as caught:
             if caught is not exc:
                 error = caught
-        _done(p, started, error, failures)
+        stats.disposed += 1
+        stats.active -= 1
+        if error is not None:
+            stats.dispose_failed += 1
+            failures.append((p, error))
+        if stats.hooks:
+            stats.notify_disposed(perf_counter() - started)
     return None
 
 
 def _done(
     p: Provider, started: float, error: BaseException | None, failures: list[Failure]
 ) -> None:
-    p.stats.gone(perf_counter() - started, error is None)
+    stats = p.stats
+    stats.disposed += 1
+    stats.active -= 1
     if error is not None:
+        stats.dispose_failed += 1
         failures.append((p, error))
+    if stats.hooks:
+        stats.notify_disposed(perf_counter() - started)
 
 
 async def run_async(
