@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from asyncio import get_running_loop
 from collections.abc import Awaitable, Hashable
 from types import TracebackType
@@ -90,6 +91,7 @@ class ActiveScope:
     _session_id: str | None
     _touched: float
     _born: float
+    _watch: weakref.ref[ActiveScope] | None
 
     def _open(self, registry: Registry, kind: Scope, parent: ActiveScope | None) -> None:
         self.kind = kind
@@ -98,6 +100,7 @@ class ActiveScope:
         self._closed = False
         self._exits = []
         self._pending = {}
+        self._watch = None
         cache = _Cache()
         cache.builders = registry.sync_builders
         cache.scope = self

@@ -280,7 +280,7 @@ class Container(ActiveScope):
         self._started = True
         if self._health_interval is not None:
             self._monitor = asyncio.get_running_loop().create_task(
-                self._watch(self._health_interval), name="tether health monitor"
+                self._monitor_loop(self._health_interval), name="tether health monitor"
             )
 
     def start_sync(self) -> None:
@@ -304,7 +304,7 @@ class Container(ActiveScope):
         reg = self._registry
         return [reg.providers[k] for k in reg.order if reg.providers[k].eager]
 
-    async def _watch(self, interval: float) -> None:
+    async def _monitor_loop(self, interval: float) -> None:
         while True:
             try:
                 self._last_health = await self.health()

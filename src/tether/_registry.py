@@ -57,7 +57,7 @@ class Registry:
         self.clock = clock
         self.compile_after = compile_after
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.open: dict[weakref.ref[ActiveScope], list[Any]] = {}
+        self.open: dict[weakref.ref[ActiveScope] | None, list[Any]] = {}
         self.sessions: dict[str, ActiveScope] = {}
         self.expired: list[ActiveScope] = []
         self.leaked = 0
@@ -287,7 +287,7 @@ class Registry:
     def open_scopes(self) -> list[ActiveScope]:
         found = []
         for ref in list(self.open):
-            scope = ref()
+            scope = ref() if ref is not None else None
             if scope is not None and not scope._closed:
                 found.append(scope)
         return found
