@@ -68,6 +68,7 @@ class Registry:
         self._async_memo: dict[Provider, bool] = {}
         self.plan_counters: list[tuple[Any, dict[Provider, int]]] = []
         self.health_states: dict[Hashable, Any] = {}
+        self.resolved: dict[Hashable, int] = {}
 
     # -- registration -------------------------------------------------------------
 
@@ -161,28 +162,41 @@ class Registry:
     # -- building -----------------------------------------------------------------
 
     def first_build(self, key: Hashable, scope: ActiveScope) -> Any:
-        p = self.providers.get(key)
-        if p is None:
-            if scope._closed:
-                raise ClosedError(scope.describe())
-            raise not_found(self, key, None)
-        self.install(p)
-        return self.sync_builders[key](scope)
+        p = self._first(key, scope)
+        if self._again(key):
+            self.install(p)
+            return self.sync_builders[key](scope)
+        return build_sync(self, p, scope, scope)
 
     async def first_abuild(self, key: Hashable, scope: ActiveScope) -> Any:
+        p = self._first(key, scope)
+        if self._again(key):
+            self.install(p)
+            return await self.async_builders[key](scope)
+        if self.needs_async(p):
+            return await build_async(self, p, scope, scope)
+        return build_sync(self, p, scope, scope)
+
+    def _first(self, key: Hashable, scope: ActiveScope) -> Provider:
         p = self.providers.get(key)
         if p is None:
             if scope._closed:
                 raise ClosedError(scope.describe())
             raise not_found(self, key, None)
-        self.install(p)
-        return await self.async_builders[key](scope)
+        return p
+
+    def _again(self, key: Hashable) -> bool:
+        """Whether ``key`` was resolved before: only then does it get builders of its own
+        (a registration resolved once, like most APP ones, never costs any)."""
+        seen = self.resolved.get(key, 0)
+        self.resolved[key] = seen + 1
+        return seen > 0 or self.compile_after <= 1
 
     def install(self, p: Provider) -> None:
-        """Put the plain builders of ``p`` in the tables; after ``compile_after`` calls
-        they replace themselves with generated code."""
+        """Put the plain builders of ``p`` in the tables; at its ``compile_after``-th
+        resolution they replace themselves with generated code."""
         key = p.key
-        calls = 0
+        calls = 1  # the resolution that did not install them
         threshold = self.compile_after
         sync_table, async_table = self.sync_builders, self.async_builders
 
@@ -209,7 +223,7 @@ class Registry:
 
         sync_table[key] = plain_sync
         async_table[key] = plain_async
-        if threshold <= 0:
+        if threshold <= 1:
             promote()
 
     # -- scopes -------------------------------------------------------------------
