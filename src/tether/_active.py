@@ -149,7 +149,12 @@ class ActiveScope:
 
     def scope(self, kind: Scope = Scope.REQUEST, *, session_id: str | None = None) -> ActiveScope:
         """Open a scope inside this one; it sees this scope's instances."""
-        if kind is Scope.REQUEST and self.kind is not Scope.REQUEST and not self._closed:
+        if (
+            kind is Scope.REQUEST
+            and self.kind is not Scope.REQUEST
+            and session_id is None
+            and not self._closed
+        ):
             return request_scope(self._registry, self)  # the common case, kept short
         return self._registry.open_scope(kind, self, session_id)
 

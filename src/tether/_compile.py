@@ -139,8 +139,10 @@ class _Compiler:
     # -- emitting -----------------------------------------------------------------
 
     def inlinable(self, p: Provider, path: Path) -> bool:
+        # With instrumentation every instance is reported, so nothing is inlined.
         return (
-            p.scope is Scope.TRANSIENT
+            not self.reg.hooks
+            and p.scope is Scope.TRANSIENT
             and p.kind in (Kind.CLASS, Kind.FACTORY)
             and not p.resource
             and p not in path
@@ -391,8 +393,9 @@ class _Compiler:
             ]
         else:
             lines.append(f"{res} = {call}")
-        if p.resource:
+        if p.has_initialize:
             lines.append(f"await {res}.initialize()" if p.own_async else f"{res}.initialize()")
+        if p.resource:
             lines.append(f"h._exits.append((EXIT_RESOURCE, {res}, P{i}))")
         return lines
 

@@ -364,6 +364,9 @@ class Container(ActiveScope):
         batches.append(self._begin_close())
         batches.append(_release_singletons(reg))
         reg.closed = True
+        for p in reg.providers.values():
+            if p.scope is Scope.APP and not p.has_teardown:
+                p.stats.active = 0  # released with the container; nothing to dispose
         return batches
 
     async def __aenter__(self) -> Container:

@@ -30,8 +30,7 @@ def problems(reg: Registry) -> list[TetherError]:
             if param.key is not None and param.key not in reg.providers and not param.has_default
         )
     found.extend(_cycles(reg, readable))
-    if not any(isinstance(e, DependencyCycle) for e in found):
-        found.extend(_scope_violations(reg, readable))
+    found.extend(_scope_violations(reg, readable))
     return found
 
 

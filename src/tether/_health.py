@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 class HealthStatus(StrEnum):
+    """The overall verdict of a ``HealthReport``."""
+
     HEALTHY = "healthy"
     DEGRADED = "degraded"  # only non-critical resources fail
     UNHEALTHY = "unhealthy"  # a critical resource fails
@@ -136,7 +138,8 @@ async def _one(reg: Registry, p: Provider, check: Any) -> ResourceHealth:
         return ResourceHealth(
             name=p.display, scope=p.scope, critical=p.critical,
             is_healthy=False if failed else None, response_time=None,
-            error_count=state.error_count + p.stats.failed, last_error=state.last_error,
+            error_count=state.error_count + p.stats.failed,
+            last_error=state.last_error or p.stats.last_error,
             checked_at=now, uptime=None,
         )
     started = perf_counter()

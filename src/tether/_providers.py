@@ -116,6 +116,11 @@ class Provider:
         return self.resource or self.kind in (Kind.GENERATOR, Kind.ASYNC_GENERATOR)
 
     @property
+    def has_initialize(self) -> bool:
+        owner = self.target if self.kind is Kind.CLASS else type(self.target)
+        return self.resource and callable(getattr(owner, "initialize", None))
+
+    @property
     def own_async(self) -> bool:
         """Building it needs ``await`` whatever its dependencies are."""
         if self.kind in (Kind.ASYNC_FACTORY, Kind.ASYNC_GENERATOR):
@@ -273,11 +278,9 @@ def _param(
     return Param(name, make_key(tp, dep_name), has_default, positional, keyword)
 
 
-def skipped_positional(p: Any, param: Param) -> Exception:
-    from .exceptions import RegistrationError
-
+def skipped_positional(display: str, param: Param) -> RegistrationError:
     return RegistrationError(
-        f"parameter {param.name!r} of {p.display} is positional-only and comes after a "
+        f"parameter {param.name!r} of {display} is positional-only and comes after a "
         f"parameter left to its default, so tether cannot pass it. Hint: bind the earlier "
         f"parameter's type, or make {param.name!r} a regular parameter."
     )

@@ -132,7 +132,7 @@ def create_sync(reg: Registry, p: Provider, scope: ActiveScope, holder: ActiveSc
         kind = p.kind
         if kind is Kind.VALUE:
             value = p.target
-            if p.resource:
+            if p.has_initialize:
                 value.initialize()
         elif kind is Kind.GENERATOR:
             gen = p.target(*args, **kwargs)
@@ -143,7 +143,7 @@ def create_sync(reg: Registry, p: Provider, scope: ActiveScope, holder: ActiveSc
             holder._exits.append((EXIT_GEN, gen, p))
         else:
             value = p.target(*args, **kwargs)
-            if p.resource:
+            if p.has_initialize:
                 value.initialize()
     except ResolutionError as error:
         prepend(error, p)
@@ -268,7 +268,7 @@ async def create_async(reg: Registry, p: Provider, scope: ActiveScope, holder: A
         kind = p.kind
         if kind is Kind.VALUE:
             value = p.target
-            if p.resource:
+            if p.has_initialize:
                 result = value.initialize()
                 if p.own_async:
                     await result
@@ -290,7 +290,7 @@ async def create_async(reg: Registry, p: Provider, scope: ActiveScope, holder: A
             holder._exits.append((EXIT_GEN, gen, p))
         else:
             value = p.target(*args, **kwargs)
-            if p.resource:
+            if p.has_initialize:
                 result = value.initialize()
                 if p.own_async:
                     await result

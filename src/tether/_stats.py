@@ -54,6 +54,7 @@ class Stats:
         "hooks",
         "init_last",
         "init_total",
+        "last_error",
         "peak",
         "scope",
         "tracked",
@@ -72,6 +73,7 @@ class Stats:
         self.init_total = 0.0
         self.init_last: float | None = None
         self.born: float | None = None  # perf_counter() when the last instance was made
+        self.last_error: str | None = None  # the last build failure, type and message
 
     def made(self, started: float) -> None:
         self.born = now = perf_counter()
@@ -88,6 +90,8 @@ class Stats:
 
     def failure(self, error: BaseException) -> None:
         self.failed += 1
+        text = str(error)
+        self.last_error = f"{type(error).__name__}: {text}" if text else type(error).__name__
         for hook in self.hooks:
             hook.on_failed(self.display, self.scope, error)
 

@@ -77,6 +77,8 @@ class ResolutionError(TetherError):
 
 
 class DependencyNotFound(ResolutionError, LookupError):
+    """Nothing is bound for a requested type (and name); ``available`` lists other names."""
+
     def __init__(
         self,
         dependency: str,
@@ -99,6 +101,8 @@ class DependencyNotFound(ResolutionError, LookupError):
 
 
 class AsyncRequired(ResolutionError):
+    """A sync ``get`` reached something that needs ``await`` to build."""
+
     def __init__(
         self, dependency: str, chain: Sequence[tuple[str, Scope]] = (), *, because: str = ""
     ) -> None:
@@ -115,6 +119,8 @@ class AsyncRequired(ResolutionError):
 
 
 class ScopeMismatch(ResolutionError):
+    """Resolved from a scope with no ``scope`` of the registration's kind around it."""
+
     def __init__(
         self,
         dependency: str,
@@ -171,6 +177,8 @@ class GraphError(TetherError):
 
 
 class DependencyCycle(GraphError):
+    """Registrations that depend on each other in a loop; ``cycle`` is the loop."""
+
     def __init__(self, cycle: Sequence[tuple[str, Scope]]) -> None:
         TetherError.__init__(self, tuple(cycle))
         self.problems = ()
@@ -184,6 +192,8 @@ class DependencyCycle(GraphError):
 
 
 class ScopeViolation(GraphError):
+    """A registration depends on a shorter-lived one; ``chain`` ends with the pair."""
+
     def __init__(self, chain: Sequence[tuple[str, Scope]]) -> None:
         TetherError.__init__(self, tuple(chain))
         self.problems = ()
@@ -200,6 +210,8 @@ class ScopeViolation(GraphError):
 
 
 class ClosedError(TetherError, RuntimeError):
+    """A closed container or scope was used; ``what`` names it."""
+
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
@@ -212,6 +224,8 @@ class ClosedError(TetherError, RuntimeError):
 
 
 class WrongEventLoop(TetherError, RuntimeError):
+    """Async resources built on one event loop were used from another."""
+
     def __str__(self) -> str:
         return (
             "this container's async resources were created on another event loop, "
@@ -222,6 +236,8 @@ class WrongEventLoop(TetherError, RuntimeError):
 
 
 class StartupError(TetherError):
+    """An eager registration failed at start-up; ``error`` is why."""
+
     def __init__(self, dependency: str, *, error: BaseException) -> None:
         super().__init__(dependency)
         self.dependency = dependency
@@ -235,6 +251,8 @@ class StartupError(TetherError):
 
 
 class DisposeTimeout(TetherError, TimeoutError):
+    """A finalizer ran past ``dispose_timeout`` and was abandoned."""
+
     def __init__(self, dependency: str, timeout: float) -> None:
         super().__init__(dependency, timeout)
         self.dependency = dependency
