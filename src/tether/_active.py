@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._resolve import MISS
 from ._scope import Scope
-from ._teardown import begin, finish, raise_teardown, run_sync, split
+from ._teardown import begin, finish, raise_teardown, run_sync
 from .exceptions import ClosedError, WrongEventLoop
 
 if TYPE_CHECKING:
@@ -137,6 +137,8 @@ class ActiveScope:
         key = dependency if name is None else (dependency, name)
         value = self._cache.get(key, MISS)
         if value is not MISS:
+            if self._parent is None:  # the container: check its loop (scopes do on entry)
+                return _ready_on_loop(value, self._registry)
             return _ready(value)
         if self._closed:
             return _fail(ClosedError(self.describe()))
@@ -197,8 +199,6 @@ class ActiveScope:
                 failures, cancelled = await finish(
                     exits, exc, self._registry.dispose_timeout, suspended, failures
                 )
-            elif failures:
-                failures, cancelled = split(failures, None)
             if failures or cancelled is not None:
                 raise_teardown(self.describe(), exc, failures, cancelled)
 
@@ -210,9 +210,14 @@ class ActiveScope:
                 raise_teardown(self.describe(), exc, failures, None)
 
     async def __aenter__(self) -> ActiveScope:
-        loop = self._registry.loop
+        registry = self._registry
+        loop = registry.loop
         if loop is not None and loop is not get_running_loop():
             raise WrongEventLoop()
+        if registry.expired:  # sessions found expired when re-entered: dispose them now
+            expired, registry.expired = registry.expired, []
+            for session in expired:
+                await session.aclose()
         return self
 
     async def __aexit__(
@@ -231,8 +236,6 @@ class ActiveScope:
                 failures, cancelled = await finish(
                     exits, exc, self._registry.dispose_timeout, suspended, failures
                 )
-            elif failures:
-                failures, cancelled = split(failures, None)
             if failures or cancelled is not None:
                 raise_teardown(self.describe(), exc, failures, cancelled)
 
@@ -253,6 +256,13 @@ class ActiveScope:
 
 
 async def _ready(value: Any) -> Any:
+    return value
+
+
+async def _ready_on_loop(value: Any, registry: Registry) -> Any:
+    loop = registry.loop
+    if loop is not None and loop is not get_running_loop():
+        raise WrongEventLoop()
     return value
 
 

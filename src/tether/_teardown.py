@@ -17,7 +17,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from ._resolve import EXIT_AGEN, EXIT_GEN
-from .exceptions import DisposeTimeout, TeardownError
+from .exceptions import BaseTeardownError, DisposeTimeout, TeardownError
 
 if TYPE_CHECKING:
     from ._providers import Provider
@@ -154,8 +154,6 @@ async def run_async(
     suspended = begin(entries, exc, len(entries), failures)
     if suspended is not None:
         return await finish(entries, exc, timeout, suspended, failures)
-    if failures:
-        return split(failures, None)
     return failures, None
 
 
@@ -176,21 +174,7 @@ async def finish(
             error = None
         _done(p, started, error, failures)
         suspended = begin(entries, exc, index, failures)
-    return split(failures, cancelled)
-
-
-def split(
-    failures: list[Failure], cancelled: asyncio.CancelledError | None
-) -> tuple[list[Failure], asyncio.CancelledError | None]:
-    """Take out finalizers' CancelledErrors: the closing task was cancelled, which is
-    re-raised once every finalizer ran, not reported as a failure."""
-    kept = []
-    for p, error in failures:
-        if isinstance(error, asyncio.CancelledError):
-            cancelled = cancelled or error
-        else:
-            kept.append((p, error))
-    return kept, cancelled
+    return failures, cancelled
 
 
 _BACKGROUND: set[asyncio.Task[Any]] = set()
@@ -288,10 +272,17 @@ def raise_teardown(
     cancelled: asyncio.CancelledError | None,
 ) -> None:
     """Raise what the closing of ``what`` should raise; return when the body's own
-    error (or nothing) should propagate unchanged."""
+    error (or nothing) should propagate unchanged.
+
+    A cancellation of the closing task (or a KeyboardInterrupt/SystemExit) wins: it is
+    re-raised once every finalizer ran, and the finalizers' errors are logged. Otherwise
+    every error comes back in one group, the body's own first.
+    """
     for p, error in failures:
         tag(p, error)
-    fatal = next((e for _, e in failures if not isinstance(e, Exception)), None)
+    fatal = next(
+        (e for _, e in failures if isinstance(e, KeyboardInterrupt | SystemExit)), None
+    )
     if cancelled is not None or isinstance(exc, asyncio.CancelledError) or fatal is not None:
         for p, error in failures:
             logger.error("disposing %s raised %r while %s closed", p.display, error, what,
@@ -307,14 +298,13 @@ def raise_teardown(
         return
     if not failures:
         return
-    errors: list[Exception] = [e for _, e in failures]  # type: ignore[misc]
+    errors: list[BaseException] = [e for _, e in failures]
     names: list[str | None] = [p.display for p, _ in failures]
-    if isinstance(exc, Exception):
+    if exc is not None:
         errors.insert(0, exc)
         names.insert(0, None)
     count = len(failures)
-    raise TeardownError(
-        f"{count} finalizer{'s' if count > 1 else ''} failed while closing {what}",
-        errors,
-        names,
-    )
+    message = f"{count} finalizer{'s' if count > 1 else ''} failed while closing {what}"
+    if all(isinstance(e, Exception) for e in errors):
+        raise TeardownError(message, errors, names)
+    raise BaseTeardownError(message, errors, names)

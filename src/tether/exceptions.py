@@ -16,6 +16,9 @@
     ├── DisposeTimeout           a finalizer ran past ``dispose_timeout`` and was abandoned
     └── TeardownError            finalizers failed; an ExceptionGroup of every error
 
+    BaseTeardownError            a BaseExceptionGroup: TeardownError's base, raised itself
+                                 when a finalizer raised a BaseException on its own
+
 Each error keeps the objects it talks about as attributes and renders its sentence
 in ``__str__``. docs/errors.md lists every one with its fix.
 """
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncRequired",
+    "BaseTeardownError",
     "ClosedError",
     "DependencyCycle",
     "DependencyNotFound",
@@ -265,8 +269,10 @@ class DisposeTimeout(TetherError, TimeoutError):
         )
 
 
-class TeardownError(TetherError, ExceptionGroup):
-    """One or more finalizers failed.
+class BaseTeardownError(BaseExceptionGroup):
+    """One or more finalizers failed, and one of the errors is not an ``Exception``
+    (a finalizer raised CancelledError on its own). ``TeardownError`` is the usual,
+    ``Exception`` case; ``except BaseTeardownError`` catches both.
 
     ``exceptions`` holds the scope body's own error first (when there was one), then
     each finalizer's error; ``resources`` names, position by position, the resource
@@ -276,14 +282,29 @@ class TeardownError(TetherError, ExceptionGroup):
     resources: tuple[str | None, ...]
 
     def __new__(
-        cls, message: str, exceptions: Sequence[Exception], resources: Sequence[str | None] = ()
-    ) -> TeardownError:
+        cls,
+        message: str,
+        exceptions: Sequence[BaseException],
+        resources: Sequence[str | None] = (),
+    ) -> BaseTeardownError:
         self = super().__new__(cls, message, exceptions)
         self.resources = tuple(resources)
         return self
 
     def __init__(self, message: str, exceptions: Sequence[Any], resources: Any = ()) -> None:
         super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[BaseException]) -> BaseTeardownError:  # type: ignore[override]
+        return BaseTeardownError(self.message, excs)
+
+
+class TeardownError(BaseTeardownError, TetherError, ExceptionGroup):
+    """One or more finalizers failed; an ``ExceptionGroup`` of every error.
+
+    ``exceptions`` holds the scope body's own error first (when there was one), then
+    each finalizer's error; ``resources`` names, position by position, the resource
+    whose finalizer raised (``None`` for the body's error).
+    """
 
     def derive(self, excs: Sequence[Exception]) -> TeardownError:  # type: ignore[override]
         return TeardownError(self.message, excs)
