@@ -10,7 +10,7 @@ import pytest
 import tether
 import tether.exceptions
 import tether.testing
-from tether.exceptions import TeardownError, TetherError
+from tether.exceptions import BaseTeardownError, TeardownError, TetherError
 
 ROOT_EXPORTS = {
     "ActiveScope",
@@ -40,6 +40,7 @@ EXCEPTION_EXPORTS = {
     "ScopeViolation",
     "StartupError",
     "TeardownError",
+    "BaseTeardownError",
     "TetherError",
     "WrongEventLoop",
 }
@@ -157,9 +158,18 @@ def test_importing_tether_exceptions_imports_no_third_party_package() -> None:
 # -- the exception tree -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(EXCEPTION_EXPORTS), ids=lambda v: v)
+@pytest.mark.parametrize(
+    "name", sorted(EXCEPTION_EXPORTS - {"BaseTeardownError"}), ids=lambda v: v
+)
 def test_every_exception_subclasses_tether_error(name: str) -> None:
     assert issubclass(getattr(tether.exceptions, name), TetherError)
+
+
+def test_base_teardown_error_is_the_base_exception_group_of_teardown_error() -> None:
+    # A BaseExceptionGroup cannot be an Exception, so it cannot be a TetherError.
+    assert issubclass(TeardownError, BaseTeardownError)
+    assert issubclass(BaseTeardownError, BaseExceptionGroup)
+    assert not issubclass(BaseTeardownError, Exception)
 
 
 def test_tether_error_is_an_exception() -> None:

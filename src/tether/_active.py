@@ -213,6 +213,7 @@ class ActiveScope:
         registry = self._registry
         loop = registry.loop
         if loop is not None and loop is not get_running_loop():
+            self._begin_close()  # never entered, so never left: close it here
             raise WrongEventLoop()
         if registry.expired:  # sessions found expired when re-entered: dispose them now
             expired, registry.expired = registry.expired, []

@@ -354,8 +354,8 @@ class Container(ActiveScope):
     def _close_batches(self) -> list[list[Any]]:
         reg = self._registry
         batches = []
-        leftovers = reg.open_scopes()
-        for scope in sorted(leftovers, key=lambda s: -s.kind):
+        # Newest first: a nested scope closes before the one around it.
+        for scope in reversed(reg.open_scopes()):
             if scope.kind is Scope.REQUEST:
                 logger.warning("closing a %s that was still open when the container closed",
                                scope.describe())

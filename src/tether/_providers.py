@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc as cabc
+import functools
 import inspect
 import sys
 import typing
@@ -149,6 +150,8 @@ def classify(target: Any) -> Kind:
         return Kind.GENERATOR
     if inspect.iscoroutinefunction(target):
         return Kind.ASYNC_FACTORY
+    if isinstance(target, functools.partial):
+        return Kind.ASYNC_FACTORY if inspect.iscoroutinefunction(target.func) else Kind.FACTORY
     if inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target):
         return Kind.FACTORY
     return Kind.VALUE

@@ -262,6 +262,12 @@ class Registry:
             )
 
     def session(self, parent: ActiveScope, session_id: str | None) -> ActiveScope:
+        if parent.kind is not Scope.APP:
+            raise ValueError(
+                f"cannot open a SESSION scope inside a {parent.kind.name} scope: it would "
+                f"outlive its parent. Hint: open sessions from the container, "
+                f"container.scope(Scope.SESSION, session_id=...)."
+            )
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(
                 "a SESSION scope needs its id: container.scope(Scope.SESSION, session_id=...)"

@@ -215,8 +215,21 @@ def _resume(aw: Any, yielded: Any) -> Generator[Any, Any, Any]:
             return stop
 
 
+class _Cancelled:
+    """A finalizer raised CancelledError on its own: carried out as a value, so the task
+    ends normally and the very error object reaches the report."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: asyncio.CancelledError) -> None:
+        self.error = error
+
+
 async def _drive(aw: Any, yielded: Any) -> Any:
-    return await _resume(aw, yielded)
+    try:
+        return await _resume(aw, yielded)
+    except asyncio.CancelledError as error:
+        return _Cancelled(error)
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -248,6 +261,8 @@ async def _finish_in_task(
     if failure is not None:
         return failure, cancelled
     stop = task.result()
+    if isinstance(stop, _Cancelled):
+        return stop.error, cancelled
     if agen and isinstance(stop, StopIteration):
         return _yielded_twice(p), cancelled
     return None, cancelled
@@ -283,7 +298,8 @@ def raise_teardown(
     fatal = next(
         (e for _, e in failures if isinstance(e, KeyboardInterrupt | SystemExit)), None
     )
-    if cancelled is not None or isinstance(exc, asyncio.CancelledError) or fatal is not None:
+    body_fatal = exc is not None and not isinstance(exc, Exception)
+    if cancelled is not None or body_fatal or fatal is not None:
         for p, error in failures:
             logger.error("disposing %s raised %r while %s closed", p.display, error, what,
                          exc_info=error)

@@ -51,6 +51,10 @@ __all__ = [
 ]
 
 
+def _article(word: str) -> str:
+    return "An" if word[:1] in "AEIOU" else "A"
+
+
 def _chain(chain: Sequence[tuple[str, Scope]]) -> str:
     return " -> ".join(f"{name} ({scope.name})" for name, scope in chain)
 
@@ -117,8 +121,9 @@ class AsyncRequired(ResolutionError):
         why = f" because {self.because}" if self.because else ""
         return (
             f"{self.dependency} needs await{why}{self._path()}: "
-            f"use `await scope.aget(...)` instead of `scope.get(...)`, "
-            f"or start the container with `async with container` so it is built beforehand."
+            f"use `await scope.aget(...)` instead of `scope.get(...)`, or register it with "
+            f"eager=True and start the container with `async with container` so it is built "
+            f"before any sync code asks for it."
         )
 
 
@@ -196,7 +201,11 @@ class DependencyCycle(GraphError):
 
 
 class ScopeViolation(GraphError):
-    """A registration depends on a shorter-lived one; ``chain`` ends with the pair."""
+    """A registration depends on a shorter-lived one.
+
+    ``chain`` starts at the registration that would live too long and ends at the
+    shorter-lived one it reaches (through TRANSIENTs in between, if any).
+    """
 
     def __init__(self, chain: Sequence[tuple[str, Scope]]) -> None:
         TetherError.__init__(self, tuple(chain))
@@ -204,12 +213,13 @@ class ScopeViolation(GraphError):
         self.chain = tuple(chain)
 
     def __str__(self) -> str:
-        (owner, owner_scope), (dep, dep_scope) = self.chain[-2], self.chain[-1]
+        (owner, owner_scope), (dep, dep_scope) = self.chain[0], self.chain[-1]
+        via = " through TRANSIENT registrations" if len(self.chain) > 2 else ""
         return (
-            f"{owner} ({owner_scope.name}) depends on {dep} ({dep_scope.name}), which lives "
-            f"shorter: {_chain(self.chain)}. A {owner_scope.name} instance would keep a stale "
-            f"{dep}. Hint: try changing the scope of {owner} to {dep_scope.name}, or of {dep} "
-            f"to {owner_scope.name}."
+            f"{owner} ({owner_scope.name}) depends{via} on {dep} ({dep_scope.name}), which "
+            f"lives shorter: {_chain(self.chain)}. {_article(owner_scope.name)} "
+            f"{owner_scope.name} instance would keep a stale {dep}. Hint: try changing the "
+            f"scope of {owner} to {dep_scope.name}, or of {dep} to {owner_scope.name}."
         )
 
 
@@ -248,9 +258,14 @@ class StartupError(TetherError):
         self.error = error
 
     def __str__(self) -> str:
+        error = self.error
+        if isinstance(error, ResourceInitError):
+            error = error.error  # the factory's own error, not the "tries again" sentence
+        text = str(error).rstrip(".")
+        what = f"{type(error).__name__}: {text}" if text else type(error).__name__
         return (
-            f"start-up failed at {self.dependency}: {type(self.error).__name__}: {self.error}. "
-            f"Resources started before it were disposed in reverse order."
+            f"start-up failed at {self.dependency}: {what}. The resources started before it "
+            f"were disposed in reverse order."
         )
 
 

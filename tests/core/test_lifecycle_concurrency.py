@@ -356,3 +356,40 @@ async def test_cancelling_a_waiting_asker_does_not_disturb_the_build_or_the_othe
     assert len(outcomes) == N - 2
     assert all(o is outcomes[0] and isinstance(o, Pool) for o in outcomes)
     assert "InvalidStateError" not in caplog.text
+
+
+async def test_cancelling_the_builder_and_some_waiters_at_once_leaves_the_rest_one_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hangs = FirstBuildHangs()
+    container = Container()
+    hangs.register(container)
+    outcomes: list[object] = []
+    async with container:
+        first = asyncio.create_task(ask_recording(container, []))
+        await hangs.first_started.wait()
+        others = [asyncio.create_task(ask_recording(container, outcomes)) for _ in range(N - 1)]
+        await anyio.wait_all_tasks_blocked()
+        first.cancel()
+        for task in others[:10]:
+            task.cancel()
+        await asyncio.wait([first, *others])
+    assert len(outcomes) == N - 11
+    assert_one_outcome(outcomes)
+    assert "InvalidStateError" not in caplog.text
+
+
+async def test_cancelling_every_asker_leaves_no_pending_build_behind() -> None:
+    hangs = FirstBuildHangs()
+    container = Container()
+    hangs.register(container)
+    async with container:
+        with anyio.CancelScope() as cancel_scope:
+            async with anyio.create_task_group() as tg:
+                for _ in range(N):
+                    tg.start_soon(ask_recording, container, [])
+                await hangs.first_started.wait()
+                await anyio.wait_all_tasks_blocked()
+                cancel_scope.cancel()
+        with anyio.fail_after(5):
+            assert isinstance(await container.aget(Pool), Pool)

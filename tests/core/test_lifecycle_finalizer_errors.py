@@ -186,7 +186,7 @@ async def test_every_finalizer_runs_when_one_raises_cancelled_error() -> None:
     container = Container()
     register(container, log, failing={"Second": asyncio.CancelledError()})
     async with container:
-        with pytest.raises((asyncio.CancelledError, TeardownError)):
+        with pytest.raises((asyncio.CancelledError, BaseExceptionGroup)):
             await run_request(container)
         assert log.closed() == ["Third", "Second", "First"]
 
@@ -196,7 +196,7 @@ async def test_every_finalizer_runs_when_a_first_one_raises_cancelled_error() ->
     container = Container()
     register(container, log, failing={"Third": asyncio.CancelledError()})
     async with container:
-        with pytest.raises((asyncio.CancelledError, TeardownError)):
+        with pytest.raises((asyncio.CancelledError, BaseExceptionGroup)):
             await run_request(container)
         assert log.closed() == ["Third", "Second", "First"]
 
@@ -212,6 +212,30 @@ async def test_other_finalizer_errors_come_back_in_a_group_when_one_raises_cance
             await run_request(container)
     assert isinstance(info.value, BaseExceptionGroup), repr(info.value)
     assert error in info.value.exceptions
+
+
+async def test_a_finalizer_s_own_cancelled_error_comes_back_in_the_group_naming_it() -> None:
+    cancelled = asyncio.CancelledError()
+    container = Container()
+    register(container, Log(), failing={"Second": cancelled})
+    async with container:
+        with pytest.raises((asyncio.CancelledError, BaseExceptionGroup)) as info:
+            await run_request(container)
+    assert isinstance(info.value, BaseExceptionGroup), repr(info.value)
+    assert info.value.exceptions == (cancelled,)
+    assert getattr(info.value, "resources", None) == ("Second",)
+
+
+async def test_a_finalizer_s_own_cancelled_error_does_not_cancel_the_closing_task() -> None:
+    container = Container()
+    register(container, Log(), failing={"Second": asyncio.CancelledError()})
+    async with container:
+        with pytest.raises((asyncio.CancelledError, BaseExceptionGroup)):
+            await run_request(container)
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0
+        await anyio.lowlevel.checkpoint()  # a task cancelled by mistake would raise here
 
 
 @resource
