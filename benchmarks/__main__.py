@@ -325,6 +325,25 @@ def how_table(data: dict[str, Any], libraries: Sequence[str]) -> list[str]:
     return lines
 
 
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def update_docs(text: str) -> bool:
+    """Put the tables between the markers of docs/benchmarks.md, headings one level
+    down; the prose around them is kept."""
+    if not DOCS.exists():
+        return False
+    page = DOCS.read_text(encoding="utf-8")
+    if START not in page or END not in page:
+        return False
+    body = [("#" + line if line.startswith("#") else line) for line in text.splitlines()[1:]]
+    head, rest = page.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOCS.write_text(head + START + "\n" + "\n".join(body).strip() + "\n" + END + tail, "utf-8")
+    return True
+
+
 def render(report: dict[str, Any]) -> str:
     data, summary, meta = report["data"], report["summary"], report["meta"]
     libraries = meta["libraries"]
@@ -405,6 +424,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if quick else 5)
     args.target = args.target or (0.03 if quick else 0.1)
     args.s1000_runs = args.s1000_runs if args.s1000_runs is not None else (1 if quick else 3)
+    # Only a full, non-quick run of every library rewrites docs/benchmarks.md.
+    args.libs_given = bool(args.libs) or quick
     if args.libs:
         chosen = [name.strip() for name in args.libs.split(",") if name.strip()]
         unknown = [name for name in chosen if name not in LIBRARIES]
@@ -449,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         (RESULTS / "latest.md").write_text(text, encoding="utf-8")
         (RESULTS / "latest.json").write_text(json.dumps(report, indent=1) + "\n", "utf-8")
         _progress(f"wrote {RESULTS.relative_to(ROOT)}/latest.md and latest.json")
+        if not args.libs_given and update_docs(text):
+            _progress(f"updated {DOCS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
