@@ -232,7 +232,7 @@ class _Compiler:
         unwinds = [False]
         step = f"step{sfx}"
         args = self.emit_args(p, (p,), body, paths, composition, unwinds, is_async, step)
-        timed = not self.inlinable(p, ())
+        timed = self.timed(p)
         if timed:
             body.append(f"started{sfx} = perf_counter()")
         body += self.construct(p, i, args, is_async, res, sfx)
@@ -253,23 +253,44 @@ class _Compiler:
         ]
         if timed:
             out += self.record(p, i, sfx)
-        else:
+        elif p.scope is Scope.TRANSIENT:
             composition[p] = composition.get(p, 0) + 1
+        else:
+            out += self.count(p, i, sfx)
         if composition:
             counter = [0]
             self.reg.plan_counters.append((counter, composition))
             out.append(f"{self.const(counter)}[0] += 1")
         return out
 
+    def count(self, p: Provider, i: int, sfx: str) -> list[str]:
+        lines = [f"S{i}.created += 1"]
+        if p.stats.tracked:
+            lines += [
+                f"S{i}.active = a{sfx} = S{i}.active + 1",
+                f"if a{sfx} > S{i}.peak: S{i}.peak = a{sfx}",
+            ]
+        return lines
+
+    def timed(self, p: Provider) -> bool:
+        """Whether each build of ``p`` is timed. A plain class built per request or per
+        resolution is only counted: its constructor is no I/O worth a clock read (an
+        instrumented container times everything)."""
+        if self.reg.hooks:
+            return True
+        plain = p.kind is Kind.CLASS and not p.resource
+        return not (plain and p.scope >= Scope.REQUEST)
+
     def record(self, p: Provider, i: int, sfx: str) -> list[str]:
         """``Stats.made``, inline."""
         lines = [
             f"n{sfx} = perf_counter()",
-            f"S{i}.born = n{sfx}",
             f"S{i}.init_last = d{sfx} = n{sfx} - started{sfx}",
             f"S{i}.init_total += d{sfx}",
             f"S{i}.created += 1",
         ]
+        if p.scope <= Scope.APP:
+            lines.append(f"S{i}.born = n{sfx}")  # for the health report's uptime
         if p.stats.tracked:
             lines += [
                 f"S{i}.active = a{sfx} = S{i}.active + 1",

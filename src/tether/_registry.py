@@ -69,6 +69,7 @@ class Registry:
         self.plan_counters: list[tuple[Any, dict[Provider, int]]] = []
         self.health_states: dict[Hashable, Any] = {}
         self.resolved: dict[Hashable, int] = {}
+        self._lost = self.lost  # one bound method, not one per scope
 
     # -- registration -------------------------------------------------------------
 
@@ -245,7 +246,7 @@ class Registry:
 
     def watch(self, scope: ActiveScope) -> None:
         """Track an open scope without keeping it alive; see ``lost``."""
-        ref = scope._watch = weakref.ref(scope, self.lost)
+        ref = scope._watch = weakref.ref(scope, self._lost)
         self.open[ref] = scope._exits
 
     def lost(self, ref: weakref.ref[ActiveScope]) -> None:
