@@ -6,7 +6,7 @@ import asyncio
 import threading
 import weakref
 from asyncio import get_running_loop
-from collections.abc import Awaitable, Hashable
+from collections.abc import Awaitable, Generator, Hashable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -18,7 +18,7 @@ from .exceptions import ClosedError, WrongEventLoop
 if TYPE_CHECKING:
     from ._providers import Provider
     from ._registry import Registry
-    from ._teardown import Failure
+    from ._teardown import Failure, Suspended
 
 T = TypeVar("T")
 
@@ -194,13 +194,8 @@ class ActiveScope:
         if exits:
             failures: list[Failure] = []
             suspended = begin(exits, exc, len(exits), failures)
-            cancelled = None
-            if suspended is not None:
-                failures, cancelled = await finish(
-                    exits, exc, self._registry.dispose_timeout, suspended, failures
-                )
-            if failures or cancelled is not None:
-                raise_teardown(self.describe(), exc, failures, cancelled)
+            if suspended is not None or failures:
+                await self._finish_close(exits, exc, suspended, failures)
 
     def close(self, exc: BaseException | None = None) -> None:
         exits = self._begin_close()
@@ -221,24 +216,36 @@ class ActiveScope:
                 await session.aclose()
         return self
 
-    async def __aexit__(
+    def __aexit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    ) -> Awaitable[None]:
+        # A plain function: when every finalizer finishes inline (the usual case) there is
+        # nothing to await and no coroutine is made.
         if self.kind is Scope.SESSION:
             self._touched = self._registry.clock.monotonic()
-            return
-        # aclose(), inline: one coroutine less on every request.
+            return _DONE
         exits = self._begin_close()
         if exits:
             failures: list[Failure] = []
             suspended = begin(exits, exc, len(exits), failures)
-            cancelled = None
-            if suspended is not None:
-                failures, cancelled = await finish(
-                    exits, exc, self._registry.dispose_timeout, suspended, failures
-                )
-            if failures or cancelled is not None:
-                raise_teardown(self.describe(), exc, failures, cancelled)
+            if suspended is not None or failures:
+                return self._finish_close(exits, exc, suspended, failures)
+        return _DONE
+
+    async def _finish_close(
+        self,
+        exits: list[tuple[int, Any, Provider]],
+        exc: BaseException | None,
+        suspended: Suspended | None,
+        failures: list[Failure],
+    ) -> None:
+        cancelled = None
+        if suspended is not None:
+            failures, cancelled = await finish(
+                exits, exc, self._registry.dispose_timeout, suspended, failures
+            )
+        if failures or cancelled is not None:
+            raise_teardown(self.describe(), exc, failures, cancelled)
 
     def __enter__(self) -> ActiveScope:
         return self
@@ -254,6 +261,18 @@ class ActiveScope:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<tether {self.describe()} ({state}, {len(self._exits)} pending teardowns)>"
+
+
+class _Done:
+    """An awaitable that is already finished: ``await _DONE`` is None, at no cost."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return iter(())  # type: ignore[return-value]  # an exhausted iterator: done, None
+
+
+_DONE: Awaitable[None] = _Done()
 
 
 async def _ready(value: Any) -> Any:
