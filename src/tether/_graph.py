@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 from ._providers import Provider
 from ._resolve import not_found
 from ._scope import Scope
-from .exceptions import DependencyCycle, RegistrationError, ScopeViolation, TetherError
+from .exceptions import (
+    DependencyCycle,
+    GraphError,
+    RegistrationError,
+    ScopeViolation,
+    TetherError,
+)
 
 if TYPE_CHECKING:
     from ._registry import Registry
@@ -32,6 +38,31 @@ def problems(reg: Registry) -> list[TetherError]:
     found.extend(_cycles(reg, readable))
     found.extend(_scope_violations(reg, readable))
     return found
+
+
+def check_reachable(reg: Registry, root: Provider) -> None:
+    """Before the first build of ``root``: the cycles and scope violations among what it
+    reaches, so an unvalidated container fails with the same sentence, never with a
+    RecursionError or a silently stale instance. Missing bindings are left to the build,
+    which names them with their chain."""
+    seen: list[Provider] = []
+    todo = [root]
+    known: set[Provider] = set()
+    while todo:
+        p = todo.pop()
+        if p in known or p in reg.checked:
+            continue
+        known.add(p)
+        seen.append(p)
+        todo.extend(_deps(reg, p))
+    if not seen:
+        return
+    found: list[TetherError] = [*_cycles(reg, seen), *_scope_violations(reg, seen)]
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise GraphError(found)
+    reg.checked.update(seen)
 
 
 def _cycles(reg: Registry, providers: list[Provider]) -> list[DependencyCycle]:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._active import ActiveScope, new_scope, request_scope
+from ._graph import check_reachable
 from ._providers import Kind, Provider, classify, display, is_resource
 from ._resolve import build_async, build_sync, not_found
 from ._scope import Scope
@@ -69,6 +70,7 @@ class Registry:
         self.plan_counters: list[tuple[Any, dict[Provider, int]]] = []
         self.health_states: dict[Hashable, Any] = {}
         self.resolved: dict[Hashable, int] = {}
+        self.checked: set[Provider] = set()  # graph-checked before their first build
         self._lost = self.lost  # one bound method, not one per scope
 
     # -- registration -------------------------------------------------------------
@@ -135,6 +137,7 @@ class Registry:
                         critical=True, health_check=None)
 
     def invalidate(self) -> None:
+        self.checked.clear()
         self.sync_builders.clear()
         self.async_builders.clear()
         self._async_memo.clear()
@@ -184,6 +187,8 @@ class Registry:
             if scope._closed:
                 raise ClosedError(scope.describe())
             raise not_found(self, key, None)
+        if p not in self.checked:
+            check_reachable(self, p)
         return p
 
     def _again(self, key: Hashable) -> bool:

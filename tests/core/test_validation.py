@@ -469,3 +469,36 @@ def test_unknown_export_format_is_a_value_error(fmt: Any) -> None:
 
     with pytest.raises(ValueError, match=r"use 'mermaid' or 'dot'"):
         container.graph(fmt)
+
+
+# -- without validate(): the first build checks what it reaches ------------------------
+
+
+def test_unvalidated_cycle_fails_at_first_resolution_naming_the_loop() -> None:
+    container = Container()
+    container.bind(A)
+    container.bind(B)
+
+    with pytest.raises(DependencyCycle, match=r"A \(APP\) -> B \(APP\) -> A \(APP\)"):
+        container.get(A)
+
+
+def test_unvalidated_scope_violation_fails_instead_of_caching_a_stale_instance() -> None:
+    container = Container()
+    container.bind(Session, scope=Scope.REQUEST)
+    container.bind(UserService)
+
+    with container.scope() as request, pytest.raises(ScopeViolation, match="UserService"):
+        request.get(UserService)
+    assert "UserService" not in {type(v).__name__ for v in container._cache.values()}
+
+
+async def test_unvalidated_scope_violation_through_a_transient_fails_on_aget() -> None:
+    container = Container()
+    container.bind(Session, scope=Scope.REQUEST)
+    container.bind(Helper, scope=Scope.TRANSIENT)
+    container.bind(Service)
+
+    async with container.scope() as request:
+        with pytest.raises(ScopeViolation, match=r"Service \(APP\) depends through"):
+            await request.aget(Service)
