@@ -96,8 +96,7 @@ def begin(
     for index in range(upto - 1, -1, -1):
         entry = entries[index]
         what, obj, p = entry
-        stats = p.stats
-        started = perf_counter() if stats.hooks else 0.0
+        started = perf_counter() if p.stats.hooks else 0.0
         error: BaseException | None = None
         try:
             if what == EXIT_AGEN:
@@ -123,13 +122,7 @@ def begin(
         except BaseException as caught:
             if caught is not exc:
                 error = caught
-        stats.disposed += 1
-        stats.active -= 1
-        if error is not None:
-            stats.dispose_failed += 1
-            failures.append((p, error))
-        if stats.hooks:
-            stats.notify_disposed(perf_counter() - started)
+        _done(p, started, error, failures)
     return None
 
 
