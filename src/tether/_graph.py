@@ -45,6 +45,16 @@ def check_reachable(reg: Registry, root: Provider) -> None:
     reaches, so an unvalidated container fails with the same sentence, never with a
     RecursionError or a silently stale instance. Missing bindings are left to the build,
     which names them with their chain."""
+    deps = _deps(reg, root)
+    checked = reg.checked
+    if all(d in checked and d.scope is not Scope.TRANSIENT for d in deps) and (
+        root.scope is Scope.TRANSIENT or all(d.scope <= root.scope for d in deps)
+    ):
+        # The usual case: what it needs was checked already, so no cycle can run through
+        # it (it would have been reached, and checked, with them), and its own edges obey
+        # the scope rule.
+        checked.add(root)
+        return
     seen: list[Provider] = []
     todo = [root]
     known: set[Provider] = set()
