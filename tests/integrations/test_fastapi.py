@@ -1,0 +1,358 @@
+"""tether.fastapi: lifespan, a scope per request, Inject in endpoints, health."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from fastapi import BackgroundTasks, FastAPI, WebSocket
+from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
+
+from tether import Container, Scope, resource
+from tether.fastapi import Inject, dependency, install
+
+
+class Config:
+    greeting = "hello"
+
+
+class Session:
+    """A request-scoped resource that records its lifecycle."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
+class Log:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+
+class Cart:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+
+def make_container(log: Log) -> Container:
+    container = Container()
+    container.bind(Config, Config())
+    container.bind(Log, log)
+
+    @container.provide(scope=Scope.REQUEST)
+    def session() -> Iterator[Session]:
+        s = Session()
+        log.events.append("open session")
+        yield s
+        s.closed = True
+        log.events.append("close session")
+
+    container.bind(Cart, scope=Scope.SESSION)
+    return container
+
+
+def make_app(log: Log, **options: str | None) -> tuple[FastAPI, Container]:
+    container = make_container(log)
+    app = FastAPI()
+    install(app, container, **options)
+
+    @app.get("/greet")
+    async def greet(
+        config: Inject[Config], first: Inject[Session], second: Inject[Session]
+    ) -> dict[str, object]:
+        return {"greeting": config.greeting, "same": first is second, "id": id(first)}
+
+    @app.get("/sync")
+    def sync_endpoint(session: Inject[Session]) -> dict[str, bool]:
+        return {"closed": session.closed}
+
+    return app, container
+
+
+def test_each_request_gets_its_own_scope_and_one_instance_within_it() -> None:
+    log = Log()
+    app, _ = make_app(log)
+    with TestClient(app) as client:
+        first = client.get("/greet").json()
+        second = client.get("/greet").json()
+    assert first["greeting"] == second["greeting"] == "hello"
+    assert first["same"] is second["same"] is True
+    assert log.events == ["open session", "close session"] * 2
+
+
+def test_plain_def_endpoints_get_injected_instances() -> None:
+    log = Log()
+    app, _ = make_app(log)
+    with TestClient(app) as client:
+        assert client.get("/sync").json() == {"closed": False}
+    assert log.events == ["open session", "close session"]
+
+
+def test_injected_parameters_are_hidden_from_the_openapi_schema() -> None:
+    app, _ = make_app(Log())
+    with TestClient(app) as client:
+        schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/greet"]["get"]
+    assert "parameters" not in operation or operation["parameters"] == []
+    assert "requestBody" not in operation
+
+
+def test_named_injection_picks_the_named_binding() -> None:
+    container = Container()
+    container.bind(str, "plain")
+    container.bind(str, "special", name="special")
+    app = FastAPI()
+    install(app, container)
+
+    @app.get("/named")
+    # A type checker reads "special" as a forward reference; the name works at run time.
+    async def named(
+        value: Inject[str, "special"],  # type: ignore[name-defined]  # noqa: F821, UP037
+        other: Inject[str],
+    ) -> list[str]:
+        return [value, other]
+
+    with TestClient(app) as client:
+        assert client.get("/named").json() == ["special", "plain"]
+
+
+def test_the_container_starts_with_the_app_and_closes_after_its_own_lifespan() -> None:
+    log = Log()
+    container = make_container(log)
+
+    @container.provide(eager=True)
+    def engine() -> Iterator[Config]:
+        log.events.append("engine up")
+        yield Config()
+        log.events.append("engine down")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, str]]:
+        log.events.append("app up")
+        yield {"from_lifespan": "yes"}
+        log.events.append("app down")
+
+    app = FastAPI(lifespan=lifespan)
+    install(app, container)
+
+    @app.get("/state")
+    async def state_endpoint() -> dict[str, bool]:
+        return {"started": not container.closed}
+
+    with TestClient(app) as client:
+        assert client.get("/state").json() == {"started": True}
+    assert log.events == ["engine up", "app up", "app down", "engine down"]
+    assert container.closed
+
+
+def test_a_streaming_response_keeps_the_scope_open_until_the_last_chunk() -> None:
+    log = Log()
+    app, _ = make_app(log)
+
+    @app.get("/stream")
+    async def stream(session: Inject[Session]) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(3):
+                log.events.append(f"chunk {i} closed={session.closed}")
+                yield f"{i}".encode()
+
+        return StreamingResponse(chunks())
+
+    with TestClient(app) as client:
+        assert client.get("/stream").text == "012"
+    assert log.events == [
+        "open session",
+        "chunk 0 closed=False",
+        "chunk 1 closed=False",
+        "chunk 2 closed=False",
+        "close session",
+    ]
+
+
+def test_background_tasks_see_the_request_scope_still_open() -> None:
+    log = Log()
+    app, _ = make_app(log)
+
+    @app.post("/later")
+    async def later(session: Inject[Session], tasks: BackgroundTasks) -> dict[str, str]:
+        def job() -> None:
+            log.events.append(f"job closed={session.closed}")
+
+        tasks.add_task(job)
+        return {"queued": "yes"}
+
+    with TestClient(app) as client:
+        assert client.post("/later").json() == {"queued": "yes"}
+    assert log.events == ["open session", "job closed=False", "close session"]
+
+
+def test_a_websocket_connection_has_one_scope_for_its_whole_life() -> None:
+    log = Log()
+    app, _ = make_app(log)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, session: Inject[Session]) -> None:
+        await websocket.accept()
+        for _ in range(2):
+            text = await websocket.receive_text()
+            await websocket.send_text(f"{text}:{id(session)}")
+        await websocket.close()
+
+    with TestClient(app) as client, client.websocket_connect("/ws") as socket:
+        socket.send_text("a")
+        first = socket.receive_text()
+        socket.send_text("b")
+        second = socket.receive_text()
+    assert first.split(":")[1] == second.split(":")[1]
+    assert log.events == ["open session", "close session"]
+
+
+def test_app_dependency_overrides_keep_working_for_tether_dependencies() -> None:
+    app, _ = make_app(Log())
+
+    class Other(Config):
+        greeting = "overridden"
+
+    app.dependency_overrides[dependency(Config)] = Other
+    with TestClient(app) as client:
+        assert client.get("/greet").json()["greeting"] == "overridden"
+
+
+def test_container_override_applies_to_a_running_app() -> None:
+    app, container = make_app(Log())
+
+    class Other(Config):
+        greeting = "swapped"
+
+    with TestClient(app) as client:
+        with container.override(Config, Other()):
+            assert client.get("/greet").json()["greeting"] == "swapped"
+        assert client.get("/greet").json()["greeting"] == "hello"
+
+
+def test_a_session_header_binds_the_session_scope() -> None:
+    app, _ = make_app(Log(), session_header="X-Session")
+
+    @app.post("/cart/{item}")
+    async def add(item: str, cart: Inject[Cart]) -> list[str]:
+        cart.items.append(item)
+        return cart.items
+
+    with TestClient(app) as client:
+        client.post("/cart/apple", headers={"X-Session": "s1"})
+        assert client.post("/cart/pear", headers={"X-Session": "s1"}).json() == ["apple", "pear"]
+        assert client.post("/cart/fig", headers={"X-Session": "s2"}).json() == ["fig"]
+
+
+def test_a_session_cookie_binds_the_session_scope() -> None:
+    app, _ = make_app(Log(), session_cookie="sid")
+
+    @app.post("/cart/{item}")
+    async def add(item: str, cart: Inject[Cart]) -> list[str]:
+        cart.items.append(item)
+        return cart.items
+
+    with TestClient(app) as client:
+        client.cookies.set("sid", "abc")
+        client.post("/cart/apple")
+        assert client.post("/cart/pear").json() == ["apple", "pear"]
+
+
+def test_without_install_injection_fails_with_a_sentence_saying_what_to_do() -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x(config: Inject[Config]) -> str:
+        return config.greeting
+
+    with TestClient(app, raise_server_exceptions=True) as client, pytest.raises(
+        RuntimeError, match=r"install\(app, container\)"
+    ):
+        client.get("/x")
+
+
+def test_install_twice_is_refused() -> None:
+    app, container = make_app(Log())
+    with pytest.raises(RuntimeError, match="already"):
+        install(app, container)
+
+
+# -- health endpoints ---------------------------------------------------------------
+
+
+@resource
+class Database:
+    healthy = True
+
+    def dispose(self) -> None:
+        pass
+
+    async def health_check(self) -> bool:
+        return self.healthy
+
+
+@resource
+class Search:
+    healthy = True
+
+    def dispose(self) -> None:
+        pass
+
+    async def health_check(self) -> bool:
+        return self.healthy
+
+
+def health_app() -> tuple[FastAPI, Database, Search]:
+    database, search = Database(), Search()
+    container = Container()
+    container.bind(Database, database, eager=True)
+    container.bind(Search, search, eager=True, critical=False)
+    app = FastAPI()
+    install(app, container)
+    return app, database, search
+
+
+def test_health_endpoints_report_healthy() -> None:
+    app, _, _ = health_app()
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"status": "healthy"}
+        assert client.get("/health/live").status_code == 200
+        assert client.get("/health/ready").status_code == 200
+        detailed = client.get("/health/detailed").json()
+    assert set(detailed["resources"]) == {"Database", "Search"}
+    assert detailed["resources"]["Database"]["healthy"] is True
+
+
+def test_a_failing_non_critical_resource_makes_health_degraded_but_ready() -> None:
+    app, _, search = health_app()
+    search.healthy = False
+    with TestClient(app) as client:
+        response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "degraded"}
+
+
+def test_a_failing_critical_resource_makes_readiness_503_and_liveness_200() -> None:
+    app, database, _ = health_app()
+    database.healthy = False
+    with TestClient(app) as client:
+        assert client.get("/health/ready").status_code == 503
+        assert client.get("/health").status_code == 503
+        assert client.get("/health/live").status_code == 200
+        detailed = client.get("/health/detailed")
+    assert detailed.status_code == 503
+    assert detailed.json()["resources"]["Database"]["last_error"] == "check returned False"
+
+
+def test_importing_without_the_extra_names_it_in_one_line() -> None:
+    code = (
+        "import sys; sys.modules['fastapi'] = None\n"
+        "try:\n    import tether.fastapi\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (
+        "tether.fastapi needs the 'fastapi' extra: pip install 'tether[fastapi]'"
+    )
