@@ -16,16 +16,25 @@ which therefore see the same, still open scope).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 try:
-    from fastapi import APIRouter, FastAPI, params
-    from fastapi.responses import JSONResponse
+    from fastapi import APIRouter, FastAPI, Request, params
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.requests import HTTPConnection
-    from starlette.types import ASGIApp, Receive, Send
+    from starlette.types import ASGIApp, Message, Receive, Send
     from starlette.types import Scope as ASGIScope
 except ImportError:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
@@ -35,16 +44,92 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 from ._container import Container
 from ._health import HealthStatus
 from ._scope import Scope
+from .exceptions import ResolutionError
 
-__all__ = ["Inject", "TetherMiddleware", "dependency", "health_router", "install"]
+__all__ = [
+    "REQUEST_ID",
+    "Inject",
+    "JsonFormatter",
+    "RequestIdFilter",
+    "TetherMiddleware",
+    "add_error_handlers",
+    "add_request_id",
+    "dependency",
+    "health_router",
+    "install",
+]
 
 T = TypeVar("T")
 
 SCOPE_KEY = "tether.scope"  # where the request's scope sits in the ASGI scope
+REQUEST_ID_KEY = "tether.request_id"
+
+logger = logging.getLogger("tether")
+
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("tether_request_id", default=None)
+"""The id of the request being served, for logs (see ``RequestIdFilter``)."""
+
+_ID_PREFIX = os.urandom(4).hex()
+_ids = itertools.count(1)
+_VALID_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _request_id(scope: ASGIScope, header: bytes) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == header:
+            text = value.decode("latin-1")
+            if _VALID_ID.fullmatch(text):
+                return str(text)
+            break  # an id we would not log as it is: make our own
+    return f"{_ID_PREFIX}-{next(_ids):x}"
+
+
+class Gate:
+    """Requests in flight, for a graceful drain at shutdown."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def enter(self) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+            self.idle.clear()
+        return task
+
+    def leave(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self.tasks.discard(task)
+            if not self.tasks:
+                self.idle.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Refuse new requests; wait up to ``timeout`` for those in flight, then cancel
+        what is left and wait for it to finish unwinding (its scopes close)."""
+        self.draining = True
+        if not self.tasks:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.idle.wait()
+        left = list(self.tasks)
+        if left:
+            logger.warning("drain: cancelling %d request(s) still running", len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=timeout)
 
 
 class TetherMiddleware:
     """Pure ASGI middleware: one REQUEST scope per HTTP request or WebSocket connection.
+
+    It also gives every request an id (the incoming ``X-Request-ID`` when it is a
+    sane one, else a new one) in ``REQUEST_ID``, in the response headers and in error
+    bodies; and while the app drains at shutdown it answers new requests with 503.
 
     With ``session_cookie`` or ``session_header``, a request that carries a session id
     runs its REQUEST scope inside the SESSION scope for that id.
@@ -57,32 +142,45 @@ class TetherMiddleware:
         *,
         session_cookie: str | None = None,
         session_header: str | None = None,
+        request_id_header: str = "X-Request-ID",
+        gate: Gate | None = None,
     ) -> None:
         self.app = app
         self.container = container
         self.session_cookie = session_cookie
         self.session_header = session_header.lower().encode() if session_header else None
+        self.id_header = request_id_header.lower().encode()
+        self.gate = gate or Gate()
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        if self.session_cookie is None and self.session_header is None:
-            async with self.container.scope() as request:
-                scope[SCOPE_KEY] = request
-                await self.app(scope, receive, send)
+        request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
+        if self.gate.draining:
+            await _unavailable(scope, receive, send, request_id)
             return
-        session_id = self._session_id(scope)
-        if session_id is None:
-            async with self.container.scope() as request:
-                scope[SCOPE_KEY] = request
-                await self.app(scope, receive, send)
-            return
-        session = self.container.scope(Scope.SESSION, session_id=session_id)
-        async with session, session.scope() as request:
-            scope[SCOPE_KEY] = request
-            await self.app(scope, receive, send)
+        if kind == "http":
+            send = _with_request_id(send, self.id_header, request_id.encode())
+        token = REQUEST_ID.set(request_id)
+        task = self.gate.enter()
+        try:
+            session_id = None
+            if self.session_cookie is not None or self.session_header is not None:
+                session_id = self._session_id(scope)
+            if session_id is None:
+                async with self.container.scope() as request:
+                    scope[SCOPE_KEY] = request
+                    await self.app(scope, receive, send)
+            else:
+                session = self.container.scope(Scope.SESSION, session_id=session_id)
+                async with session, session.scope() as request:
+                    scope[SCOPE_KEY] = request
+                    await self.app(scope, receive, send)
+        finally:
+            self.gate.leave(task)
+            REQUEST_ID.reset(token)
 
     def _session_id(self, scope: ASGIScope) -> str | None:
         if self.session_header is not None:
@@ -94,6 +192,28 @@ class TetherMiddleware:
             if value:
                 return str(value)
         return None
+
+
+def _with_request_id(send: Send, header: bytes, value: bytes) -> Send:
+    async def sender(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", ()))
+            headers.append((header, value))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sender
+
+
+async def _unavailable(scope: ASGIScope, receive: Receive, send: Send, request_id: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1012})  # service restart
+        return
+    body = {"error": "unavailable", "message": "The service is shutting down.",
+            "request_id": request_id}
+    response = JSONResponse(body, status_code=503, headers={"Retry-After": "1",
+                                                             "X-Request-ID": request_id})
+    await response(scope, receive, send)
 
 
 def current_scope(connection: HTTPConnection) -> Any:
@@ -194,24 +314,41 @@ def install(
     health_prefix: str | None = "/health",
     session_cookie: str | None = None,
     session_header: str | None = None,
+    request_id_header: str = "X-Request-ID",
+    drain_timeout: float = 30.0,
+    error_handlers: bool = True,
 ) -> None:
     """Wire ``container`` into ``app``.
 
     - lifespan: the container starts before the app's own lifespan and closes after it
-      (an existing lifespan keeps working);
-    - a REQUEST scope per request and per WebSocket connection (``TetherMiddleware``);
+      (an existing lifespan keeps working); at shutdown new requests get 503 while
+      those in flight finish, for up to ``drain_timeout`` seconds (then they are
+      cancelled), and only then is anything disposed;
+    - a REQUEST scope per request and per WebSocket connection (``TetherMiddleware``),
+      with a request id;
     - ``/health``, ``/health/live``, ``/health/ready``, ``/health/detailed`` unless
-      ``health_prefix=None``.
+      ``health_prefix=None``;
+    - JSON error bodies that carry the request id and never internals, unless
+      ``error_handlers=False``.
     """
     if getattr(app.state, "tether_container", None) is not None:
         raise RuntimeError("install() was already called for this app")
+    if drain_timeout <= 0:
+        raise ValueError(
+            f"drain_timeout must be a positive number of seconds, got {drain_timeout!r}"
+        )
     app.state.tether_container = container
+    gate = Gate()
     original = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Mapping[str, Any] | None]:
+        gate.draining = False
         async with container, original(application) as state:
-            yield state
+            try:
+                yield state
+            finally:
+                await gate.drain(drain_timeout)
 
     app.router.lifespan_context = lifespan  # type: ignore[assignment]
     app.add_middleware(
@@ -219,6 +356,89 @@ def install(
         container=container,
         session_cookie=session_cookie,
         session_header=session_header,
+        request_id_header=request_id_header,
+        gate=gate,
     )
     if health_prefix is not None:
         app.include_router(health_router(container, prefix=health_prefix))
+    if error_handlers:
+        add_error_handlers(app)
+
+
+def request_id_of(request: HTTPConnection) -> str | None:
+    found = request.scope.get(REQUEST_ID_KEY)
+    return found if isinstance(found, str) else None
+
+
+def _error(request: Request, status: int, error: str, message: str, **extra: Any) -> JSONResponse:
+    request_id = request_id_of(request)
+    body: dict[str, Any] = {"error": error, "message": message, **extra, "request_id": request_id}
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """JSON bodies for errors: ``{"error", "message", "request_id"}``, no tracebacks, no
+    exception text from unexpected errors (it may hold a DSN or a secret)."""
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        exc = cast(StarletteHTTPException, error)
+        response = _error(request, exc.status_code, "http_error", str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        exc = cast(RequestValidationError, error)
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return _error(request, 422, "validation_error", "The request is not valid.",
+                      details=details)
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        logger.error("a dependency could not be built: %s", exc, exc_info=exc)
+        return _error(request, 503, "unavailable", "A service this request needs is unavailable.")
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(request, 500, "internal_error", "Internal server error.")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ResolutionError, unavailable)
+    app.add_exception_handler(Exception, internal)
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``record.request_id`` (or ``"-"``) to every log record: attach it to a
+    handler and use ``%(request_id)s`` in the format."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per log line: time, level, logger, message, request id, and the
+    exception type and message (never the traceback's locals)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or REQUEST_ID.get(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            data["error"] = type(error).__name__
+        return json.dumps(data, default=str)
+
+
+def add_request_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: ``structlog.configure(processors=[add_request_id, ...])``."""
+    event.setdefault("request_id", REQUEST_ID.get())
+    return event

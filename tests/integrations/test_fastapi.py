@@ -54,10 +54,12 @@ def make_container(log: Log) -> Container:
     return container
 
 
-def make_app(log: Log, **options: str | None) -> tuple[FastAPI, Container]:
+def make_app(
+    log: Log, *, session_cookie: str | None = None, session_header: str | None = None
+) -> tuple[FastAPI, Container]:
     container = make_container(log)
     app = FastAPI()
-    install(app, container, **options)
+    install(app, container, session_cookie=session_cookie, session_header=session_header)
 
     @app.get("/greet")
     async def greet(
@@ -356,3 +358,110 @@ def test_importing_without_the_extra_names_it_in_one_line() -> None:
     assert out.stdout.strip() == (
         "tether.fastapi needs the 'fastapi' extra: pip install 'tether[fastapi]'"
     )
+
+
+# -- request ids and error bodies ------------------------------------------------------
+
+
+def test_every_response_carries_a_request_id() -> None:
+    app, _ = make_app(Log())
+    with TestClient(app) as client:
+        first = client.get("/greet").headers["x-request-id"]
+        second = client.get("/greet").headers["x-request-id"]
+    assert first
+    assert second
+    assert first != second
+
+
+def test_a_sane_incoming_request_id_is_kept_and_a_hostile_one_replaced() -> None:
+    app, _ = make_app(Log())
+    with TestClient(app) as client:
+        kept = client.get("/greet", headers={"X-Request-ID": "abc-123"})
+        replaced = client.get("/greet", headers={"X-Request-ID": "a b\\n<script>"})
+    assert kept.headers["x-request-id"] == "abc-123"
+    assert replaced.headers["x-request-id"] != "a b\\n<script>"
+
+
+def test_an_unexpected_error_gives_a_json_500_without_internals() -> None:
+    app, _ = make_app(Log())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("postgresql://admin:hunter2@db/prod is down")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "r-1"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal_error", "message": "Internal server error.", "request_id": "r-1"
+    }
+    assert "hunter2" not in response.text
+
+
+def test_a_dependency_that_cannot_be_built_gives_a_json_503() -> None:
+    container = Container()
+
+    @container.provide(scope=Scope.REQUEST)
+    def broken() -> Session:
+        raise ConnectionError("redis://:secret@cache:6379 refused")
+
+    app = FastAPI()
+    install(app, container)
+
+    @app.get("/needs")
+    async def needs(session: Inject[Session]) -> str:
+        return "never"
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/needs")
+    assert response.status_code == 503
+    assert response.json()["error"] == "unavailable"
+    assert "secret" not in response.text
+
+
+def test_http_and_validation_errors_keep_their_status_and_carry_the_request_id() -> None:
+    app, _ = make_app(Log())
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> int:
+        return item_id
+
+    with TestClient(app) as client:
+        missing = client.get("/nowhere", headers={"X-Request-ID": "r-2"})
+        invalid = client.get("/items/abc", headers={"X-Request-ID": "r-3"})
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "http_error", "message": "Not Found", "request_id": "r-2"}
+    assert invalid.status_code == 422
+    assert invalid.json()["request_id"] == "r-3"
+    assert invalid.json()["details"][0]["loc"] == ["path", "item_id"]
+
+
+def test_logs_carry_the_request_id_through_the_filter_and_json_formatter() -> None:
+    import io
+    import json
+    import logging
+
+    from tether.fastapi import JsonFormatter, RequestIdFilter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.requests")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    app, _ = make_app(Log())
+
+    @app.get("/logged")
+    async def logged() -> str:
+        log.info("handling")
+        return "ok"
+
+    try:
+        with TestClient(app) as client:
+            client.get("/logged", headers={"X-Request-ID": "r-9"})
+    finally:
+        log.removeHandler(handler)
+    line = json.loads(stream.getvalue().splitlines()[0])
+    assert line["message"] == "handling"
+    assert line["request_id"] == "r-9"
