@@ -91,21 +91,19 @@ class Gate:
     def __init__(self) -> None:
         self.draining = False
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self._idle: asyncio.Future[None] | None = None  # made only while draining
 
     def enter(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
         if task is not None:
             self.tasks.add(task)
-            self.idle.clear()
         return task
 
     def leave(self, task: asyncio.Task[Any] | None) -> None:
-        if task is not None:
-            self.tasks.discard(task)
-            if not self.tasks:
-                self.idle.set()
+        tasks = self.tasks
+        tasks.discard(task)
+        if not tasks and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
 
     async def drain(self, timeout: float) -> None:
         """Refuse new requests; wait up to ``timeout`` for those in flight, then cancel
@@ -113,9 +111,10 @@ class Gate:
         self.draining = True
         if not self.tasks:
             return
+        self._idle = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self.idle.wait()
+                await self._idle
         left = list(self.tasks)
         if left:
             logger.warning("drain: cancelling %d request(s) still running", len(left))
@@ -151,6 +150,7 @@ class TetherMiddleware:
         self.session_header = session_header.lower().encode() if session_header else None
         self.id_header = request_id_header.lower().encode()
         self.gate = gate or Gate()
+        self.sessions = session_cookie is not None or session_header is not None
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -166,9 +166,7 @@ class TetherMiddleware:
         token = REQUEST_ID.set(request_id)
         task = self.gate.enter()
         try:
-            session_id = None
-            if self.session_cookie is not None or self.session_header is not None:
-                session_id = self._session_id(scope)
+            session_id = self._session_id(scope) if self.sessions else None
             if session_id is None:
                 async with self.container.scope() as request:
                     scope[SCOPE_KEY] = request
