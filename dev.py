@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Project tasks that work on a fresh machine with only Python 3.11+ and git.
 
-    python3 dev.py demo     start the example service
+    python3 dev.py demo     start the demo service (http://127.0.0.1:8000)
     python3 dev.py test     lint, type-check and run the whole test suite
     python3 dev.py bench    run the benchmarks and rewrite docs/benchmarks.md
+    python3 dev.py example  run the plain-asyncio example (examples/notes.py)
 
 The first run installs uv into .tools/ and the project into .venv/.
 """
@@ -47,6 +48,9 @@ def sync(*groups: str) -> None:
 def main(argv: list[str]) -> None:
     task, rest = (argv[0], argv[1:]) if argv else ("help", [])
     if task == "demo":
+        sync()
+        run(uv(), "run", "--no-sync", "python", "-m", "tether.demo", *rest)
+    elif task == "example":
         sync()
         run(uv(), "run", "--no-sync", "python", "-m", "examples.notes", *rest)
     elif task == "test":
