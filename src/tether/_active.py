@@ -31,8 +31,9 @@ class _Cache(dict[Hashable, Any]):
     scope: ActiveScope
 
     def __missing__(self, key: Hashable) -> Any:
-        builder = self.builders.get(key)
-        if builder is None:
+        try:
+            builder = self.builders[key]
+        except KeyError:
             return self.scope._registry.first_build(key, self.scope)
         return builder(self.scope)
 

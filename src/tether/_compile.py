@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -168,8 +169,10 @@ class _Compiler:
         fn = f"a{i}" if is_async else f"s{i}"
         out.append(f"{'async ' if is_async else ''}def {fn}(scope, holder=None):")
         if p.scope is Scope.TRANSIENT:
-            out.append("    h = scope if holder is None else holder")
-            out += _indent(self.emit_create(p, i, is_async, "v", ""), "    ")
+            body = self.emit_create(p, i, is_async, "v", "")
+            if any(_USES_HOLDER.search(line) for line in body):
+                out.append("    h = scope if holder is None else holder")
+            out += _indent(body, "    ")
             out.append("    return v")
             return
         level = int(p.scope)
@@ -419,6 +422,9 @@ class _Compiler:
         if p.resource:
             lines.append(f"h._exits.append((EXIT_RESOURCE, {res}, P{i}))")
         return lines
+
+
+_USES_HOLDER = re.compile(r"\bh\b")  # the generated code's name for the holder scope
 
 
 def _indent(lines: list[str], pad: str) -> list[str]:
