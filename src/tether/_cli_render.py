@@ -18,7 +18,7 @@ from ._health import HealthReport
 @dataclass(frozen=True, slots=True)
 class Row:
     """One registration. ``healthy`` is None when it was not started; ``checked`` is
-    False when it has no health check, so "healthy" only means it was built."""
+    False when it has no health check, so ``healthy`` only means it was built."""
 
     name: str
     scope: str
@@ -70,7 +70,9 @@ def rows_from_json(body: Any) -> tuple[str, list[Row]]:
     """The status and rows of a ``/health/detailed`` body."""
     if not isinstance(body, dict):
         raise MalformedReport(f"the body is a JSON {type(body).__name__}, not an object")
-    status = body.get("status")
+    if "status" not in body:
+        raise MalformedReport("its JSON has no status")
+    status = body["status"]
     if status not in ("healthy", "degraded", "unhealthy"):
         raise MalformedReport(f"its status is {status!r}, not healthy, degraded or unhealthy")
     resources = body.get("resources")
@@ -110,14 +112,17 @@ def table(rows: Iterable[Row], *, title: str, service: bool = False) -> Table:
     """The per-registration table; ``service`` adds the columns only a running service
     has (error count and uptime)."""
     grid = Table(title=title, title_justify="left", show_lines=False)
-    grid.add_column("registration", style="bold", overflow="fold")
-    grid.add_column("scope")
-    grid.add_column("critical")
-    grid.add_column("healthy")
+    rows = list(rows)
+    longest = max((len(row.name) for row in rows), default=0)
+    grid.add_column("registration", style="bold", overflow="fold",
+                    min_width=min(max(longest, 12), 24))
+    grid.add_column("scope", no_wrap=True)
+    grid.add_column("critical", no_wrap=True)
+    grid.add_column("healthy", no_wrap=True)
     grid.add_column("response time", justify="right")
     if service:
-        grid.add_column("errors", justify="right")
-        grid.add_column("uptime", justify="right")
+        grid.add_column("errors", justify="right", no_wrap=True)
+        grid.add_column("uptime", justify="right", no_wrap=True)
     grid.add_column("last error", overflow="fold")
     for row in rows:
         cells = [
@@ -148,7 +153,7 @@ def _health_cell(row: Row) -> Text:
     if row.healthy is False:
         return Text("FAILING", style="bold red" if row.critical else "bold yellow")
     if not row.checked:
-        return Text("started (no check)", style="green")
+        return Text("started", style="green")  # no health check: built is all we know
     return Text("healthy", style="green")
 
 
@@ -156,7 +161,7 @@ def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
     if value < 1:
-        return f"{value * 1000:.1f} ms"
+        return f"{value * 1000:.2f} ms"
     return f"{value:.2f} s"
 
 

@@ -35,11 +35,11 @@ class Server:
             return []
         return self.events.read_text(encoding="utf-8").splitlines()
 
-    def wait_for(self, line: str, timeout: float = 10) -> None:
+    def wait_for(self, line: str, timeout: float = 10, count: int = 1) -> None:
         deadline = time.monotonic() + timeout
-        while line not in self.log():
+        while self.log().count(line) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{line!r} never logged; log: {self.log()}")
+                raise AssertionError(f"{line!r} not logged {count} time(s); log: {self.log()}")
             time.sleep(0.02)
 
 
@@ -81,7 +81,7 @@ def test_requests_over_real_http_get_and_return_their_resources(server: Server) 
     with httpx.Client(base_url=server.url) as client:
         for _ in range(3):
             assert client.get("/ping").text == '"pong"'
-    server.wait_for("connection returned (pool closed=False)")
+    server.wait_for("connection returned (pool closed=False)", count=3)
     assert server.log().count("connection returned (pool closed=False)") == 3
 
 
