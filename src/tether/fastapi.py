@@ -315,6 +315,7 @@ def install(
     request_id_header: str = "X-Request-ID",
     drain_timeout: float = 30.0,
     error_handlers: bool = True,
+    metrics_path: str | None = "/metrics",
 ) -> None:
     """Wire ``container`` into ``app``.
 
@@ -327,7 +328,9 @@ def install(
     - ``/health``, ``/health/live``, ``/health/ready``, ``/health/detailed`` unless
       ``health_prefix=None``;
     - JSON error bodies that carry the request id and never internals, unless
-      ``error_handlers=False``.
+      ``error_handlers=False``;
+    - ``/metrics`` in Prometheus text format (tether's per-registration counters, and
+      request latency by route template) unless ``metrics_path=None``.
     """
     if getattr(app.state, "tether_container", None) is not None:
         raise RuntimeError("install() was already called for this app")
@@ -357,6 +360,10 @@ def install(
         request_id_header=request_id_header,
         gate=gate,
     )
+    if metrics_path is not None:
+        from ._prometheus import install_metrics
+
+        install_metrics(app, container, path=metrics_path)
     if health_prefix is not None:
         app.include_router(health_router(container, prefix=health_prefix))
     if error_handlers:
