@@ -209,7 +209,8 @@ class ActiveScope:
         registry = self._registry
         loop = registry.loop
         if loop is not None and loop is not get_running_loop():
-            self._begin_close()  # never entered, so never left: close it here
+            if self.kind is Scope.REQUEST and not self._exits:
+                self._begin_close()  # never entered, so never left: close it here
             raise WrongEventLoop()
         if registry.expired:  # sessions found expired when re-entered: dispose them now
             expired, registry.expired = registry.expired, []
@@ -329,11 +330,6 @@ def new_scope(registry: Registry, kind: Scope, parent: ActiveScope | None) -> Ac
         raise ValueError(
             f"container.scope() opens SESSION or REQUEST scopes, not {kind.name}. "
             f"Hint: APP is the container itself; TRANSIENT registrations need no scope."
-        )
-    if parent is not None and kind < parent.kind:
-        raise ValueError(
-            f"cannot open a {kind.name} scope inside a {parent.kind.name} scope: it would "
-            f"outlive its parent. Hint: open it from the container or an outer scope."
         )
     scope = ActiveScope.__new__(ActiveScope)
     scope._open(registry, kind, parent)

@@ -267,13 +267,9 @@ class _Compiler:
         return out
 
     def count(self, p: Provider, i: int, sfx: str) -> list[str]:
-        lines = [f"S{i}.created += 1"]
-        if p.stats.tracked:
-            lines += [
-                f"S{i}.active = a{sfx} = S{i}.active + 1",
-                f"if a{sfx} > S{i}.peak: S{i}.peak = a{sfx}",
-            ]
-        return lines
+        # Only plain per-request classes are counted without a clock, and those are not
+        # tracked as active (nothing disposes them).
+        return [f"S{i}.created += 1"]
 
     def timed(self, p: Provider) -> bool:
         """Whether each build of ``p`` is timed. A plain class built per request or per

@@ -256,8 +256,8 @@ class Container(ActiveScope):
         if self._closed:
             raise ClosedError(self.describe())
         reg = self._registry
-        reg.bind_loop()
         self.validate()
+        reg.bind_loop()
         current: Provider | None = None
         try:
             async with asyncio.timeout(reg.startup_timeout):

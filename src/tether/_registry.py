@@ -270,9 +270,9 @@ class Registry:
     def session(self, parent: ActiveScope, session_id: str | None) -> ActiveScope:
         if parent.kind is not Scope.APP:
             raise ValueError(
-                f"cannot open a SESSION scope inside a {parent.kind.name} scope: it would "
-                f"outlive its parent. Hint: open sessions from the container, "
-                f"container.scope(Scope.SESSION, session_id=...)."
+                f"cannot open a SESSION scope inside a {parent.kind.name} scope: a session "
+                f"outlives the blocks it is entered from. Hint: open sessions from the "
+                f"container, container.scope(Scope.SESSION, session_id=...)."
             )
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(

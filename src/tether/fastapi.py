@@ -44,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 from ._container import Container
 from ._health import HealthStatus
 from ._scope import Scope
+from ._status import status_router
 from .exceptions import ResolutionError
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "dependency",
     "health_router",
     "install",
+    "status_router",
 ]
 
 T = TypeVar("T")
@@ -316,6 +318,7 @@ def install(
     drain_timeout: float = 30.0,
     error_handlers: bool = True,
     metrics_path: str | None = "/metrics",
+    status_prefix: str | None = "/status",
 ) -> None:
     """Wire ``container`` into ``app``.
 
@@ -330,7 +333,9 @@ def install(
     - JSON error bodies that carry the request id and never internals, unless
       ``error_handlers=False``;
     - ``/metrics`` in Prometheus text format (tether's per-registration counters, and
-      request latency by route template) unless ``metrics_path=None``.
+      request latency by route template) unless ``metrics_path=None``;
+    - ``/status``, a live status page (and ``/status.json``), unless
+      ``status_prefix=None``.
     """
     if getattr(app.state, "tether_container", None) is not None:
         raise RuntimeError("install() was already called for this app")
@@ -366,6 +371,8 @@ def install(
         install_metrics(app, container, path=metrics_path)
     if health_prefix is not None:
         app.include_router(health_router(container, prefix=health_prefix))
+    if status_prefix is not None:
+        app.include_router(status_router(container, prefix=status_prefix))
     if error_handlers:
         add_error_handlers(app)
 

@@ -193,7 +193,7 @@ def test_request_scope_inside_a_session_sees_the_sessions_instances() -> None:
 def test_session_scope_cannot_open_inside_a_request_scope() -> None:
     container = _container()
 
-    with container.scope() as request, pytest.raises(ValueError, match=r"outlive its parent"):
+    with container.scope() as request, pytest.raises(ValueError, match=r"outlives the blocks"):
         request.scope(Scope.SESSION, session_id="s1")
 
 
