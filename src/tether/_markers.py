@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-__all__ = ["Inject", "InjectMarker", "Named", "split_annotation"]
+__all__ = ["Inject", "InjectMarker", "Named", "inject_arguments", "split_annotation"]
 
 T = TypeVar("T")
 
@@ -51,13 +51,19 @@ else:
         __slots__ = ()
 
         def __class_getitem__(cls, item: Any) -> Any:
-            if isinstance(item, tuple):
-                if len(item) != 2 or not isinstance(item[1], str):
-                    raise TypeError(
-                        f"Inject takes Inject[T] or Inject[T, 'name'], got Inject{list(item)}"
-                    )
-                return Annotated[item[0], InjectMarker(item[1]), Named(item[1])]
-            return Annotated[item, InjectMarker()]
+            tp, name = inject_arguments(item)
+            if name is None:
+                return Annotated[tp, InjectMarker()]
+            return Annotated[tp, InjectMarker(name), Named(name)]
+
+
+def inject_arguments(item: Any) -> tuple[Any, str | None]:
+    """``(type, name)`` from what ``Inject[...]`` was given."""
+    if not isinstance(item, tuple):
+        return item, None
+    if len(item) != 2 or not isinstance(item[1], str):
+        raise TypeError(f"Inject takes Inject[T] or Inject[T, 'name'], got Inject{list(item)}")
+    return item[0], item[1]
 
 
 def split_annotation(hint: Any) -> tuple[Any, str | None, bool]:

@@ -228,12 +228,15 @@ def _build_failure(error: Exception, name: str) -> str:
     return describe_error(error)
 
 
+Spec = Annotated[str, typer.Argument(
+    metavar="MODULE:ATTR",
+    help="A Container, or a function returning one, e.g. myapp.main:container.",
+)]
+
+
 @app.command()
 def check(
-    spec: Annotated[str, typer.Argument(
-        metavar="MODULE:ATTR",
-        help="A Container, or a function returning one, e.g. myapp.main:container.",
-    )],
+    spec: Spec,
     eager_only: Annotated[bool, typer.Option(
         "--eager-only",
         help="Start only eager=True registrations; by default every APP and SINGLETON "
@@ -286,10 +289,7 @@ class GraphFormat(StrEnum):
 
 @app.command()
 def graph(
-    spec: Annotated[str, typer.Argument(
-        metavar="MODULE:ATTR",
-        help="A Container, or a function returning one, e.g. myapp.main:container.",
-    )],
+    spec: Spec,
     format: Annotated[GraphFormat, typer.Option(
         "--format", "-f", help="Mermaid or Graphviz dot.",
     )] = GraphFormat.mermaid,

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 
 from ._container import Container
 from ._health import HealthStatus
+from ._markers import inject_arguments
 from ._scope import Scope
 from ._status import status_router
 from .exceptions import ResolutionError
@@ -261,14 +262,7 @@ else:
         __slots__ = ()
 
         def __class_getitem__(cls, item: Any) -> Any:
-            if isinstance(item, tuple):
-                if len(item) != 2 or not isinstance(item[1], str):
-                    raise TypeError(
-                        f"Inject takes Inject[T] or Inject[T, 'name'], got Inject{list(item)}"
-                    )
-                tp, name = item
-            else:
-                tp, name = item, None
+            tp, name = inject_arguments(item)
             return Annotated[tp, params.Depends(dependency(tp, name))]
 
 
