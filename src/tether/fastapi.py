@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
@@ -59,6 +59,7 @@ __all__ = [
     "dependency",
     "health_router",
     "install",
+    "lifespan",
     "status_router",
 ]
 
@@ -301,6 +302,35 @@ def health_router(container: Container, *, prefix: str = "/health") -> APIRouter
     return router
 
 
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+def lifespan(
+    container: Container,
+    inner: Lifespan | None = None,
+    *,
+    drain_timeout: float = 30.0,
+    gate: Gate | None = None,
+) -> Lifespan:
+    """A lifespan that starts ``container`` around ``inner`` (the app's own, if any):
+    ``FastAPI(lifespan=lifespan(container, my_lifespan))``. With the ``gate`` of a
+    ``TetherMiddleware``, shutdown first drains the requests in flight."""
+
+    @asynccontextmanager
+    async def run(application: Any) -> AsyncIterator[Any]:
+        if gate is not None:
+            gate.draining = False
+        own = inner(application) if inner is not None else contextlib.nullcontext()
+        async with container, own as state:
+            try:
+                yield state
+            finally:
+                if gate is not None:
+                    await gate.drain(drain_timeout)
+
+    return run
+
+
 def install(
     app: FastAPI,
     container: Container,
@@ -339,18 +369,9 @@ def install(
         )
     app.state.tether_container = container
     gate = Gate()
-    original = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(application: Any) -> AsyncIterator[Mapping[str, Any] | None]:
-        gate.draining = False
-        async with container, original(application) as state:
-            try:
-                yield state
-            finally:
-                await gate.drain(drain_timeout)
-
-    app.router.lifespan_context = lifespan  # type: ignore[assignment]
+    app.router.lifespan_context = lifespan(
+        container, app.router.lifespan_context, drain_timeout=drain_timeout, gate=gate
+    )
     app.add_middleware(
         TetherMiddleware,
         container=container,

@@ -465,3 +465,28 @@ def test_logs_carry_the_request_id_through_the_filter_and_json_formatter() -> No
     line = json.loads(stream.getvalue().splitlines()[0])
     assert line["message"] == "handling"
     assert line["request_id"] == "r-9"
+
+
+def test_the_lifespan_can_be_used_on_its_own() -> None:
+    from tether.fastapi import TetherMiddleware, lifespan
+
+    log = Log()
+    container = make_container(log)
+
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[None]:
+        log.events.append("own up")
+        yield
+        log.events.append("own down")
+
+    app = FastAPI(lifespan=lifespan(container, own))
+    app.add_middleware(TetherMiddleware, container=container)
+
+    @app.get("/s")
+    async def s(session: Inject[Session]) -> bool:
+        return session.closed
+
+    with TestClient(app) as client:
+        assert client.get("/s").json() is False
+    assert log.events == ["own up", "open session", "close session", "own down"]
+    assert container.closed
