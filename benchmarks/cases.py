@@ -11,8 +11,16 @@ Each module in ``benchmarks.libs`` defines:
   a request scope, resolves a ``Handler``, exits the scope and returns the handler.
 - ``s1000(classes)``: registers ``Base`` and every class (all singletons), builds the
   container and returns a callable that resolves each class once, in order.
+- ``s4()``: builds a FastAPI app through the library's own FastAPI integration, with
+  one endpoint, ``GET`` :data:`S4_PATH`, that gets ``Handler`` (``Config`` one per app,
+  ``Resource`` from ``resource_gen``, finalized per request) and returns
+  ``{"v": handler.config.value}``. Everything FastAPI-related is imported inside the
+  function, so that S1-S3 and S1000 never import FastAPI.
+- ``S4``: S4 row label -> name of the function that builds that row's app (optional;
+  ``{library: "s4"}`` when the module has an ``s4``), for a library with two variants.
 
-A scenario a library cannot express raises :class:`Unsupported` with the reason.
+A module defines only the scenarios it takes part in (the FastAPI-only module has just
+``s4``). A scenario a library cannot express raises :class:`Unsupported` with the reason.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from benchmarks.model import Handler
 
 Once = Callable[[], Awaitable[Handler]]
 ResolveAll = Callable[[], list[object]]
+
+S4_PATH = "/handler"
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,26 @@
 Annotations here are real types (no ``from __future__ import annotations``) so that
 every library's autowiring sees the same thing, whatever way it reads type hints.
 
-- ``Config``: an app-lifetime singleton (S1, S3).
+- ``Config``: an app-lifetime singleton (S1, S3, S4).
 - ``A(b: B, d: D)``, ``B(c: C)``, ``D(c: C)``, ``C()``: the transient graph (S2); every
   library builds ``C`` once per edge, i.e. twice per ``A``, as the hand-written floor does.
 - ``Resource`` from the async generator ``resource_gen`` whose ``finally`` awaits
-  ``aclose()``; ``Handler(config: Config, resource: Resource)`` request-scoped (S3).
+  ``aclose()``; ``Handler(config: Config, resource: Resource)`` request-scoped (S3, S4).
 - ``make_singletons(n)``: ``n`` classes ``S{i}(base: Base)`` made at run time (S1000).
+- S4 serves ``Handler`` from a FastAPI endpoint that returns ``{"v": handler.config.value}``.
 """
 
 from collections.abc import AsyncIterator
 
 
 class Config:
+    """Counts its instances so that S4 can check that an app built exactly one."""
+
+    created = 0
+
     def __init__(self) -> None:
         self.value = 42
+        Config.created += 1
 
 
 class C:

@@ -2,10 +2,13 @@
 
     python -m benchmarks.worker LIBRARY [--target SECONDS] [--repeat N]
     python -m benchmarks.worker LIBRARY --s1000 [--count N]
+    python -m benchmarks.worker LIBRARY --s4 [APP] [--requests N] [--warmup N]
 
 The orchestrator (``python -m benchmarks``) starts one of these per library per round.
 The JSON always has ``library``; then either ``skipped`` (the library could not be
-imported) or one entry per scenario, each ``{"ns": ...}`` or ``{"skipped": reason}``.
+imported) or one entry per scenario the library defines, each ``{"ns": ...}`` (S1-S3),
+``{"build_ms": ...}`` (S1000), ``{"us": ...}`` (S4) or ``{"skipped": reason}``. ``APP``
+names the module's function that builds the S4 app (default ``s4``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from types import ModuleType
 from typing import Any
 
 from benchmarks import model
-from benchmarks.cases import Once, SyncCase, Unsupported
+from benchmarks.asgi import Driver
+from benchmarks.cases import S4_PATH, Once, SyncCase, Unsupported
 from benchmarks.libs import LIBRARIES
 
 Result = dict[str, Any]
@@ -195,6 +199,48 @@ def run_s1000(lib: ModuleType, count: int) -> Result:
     }
 
 
+# S4 ----------------------------------------------------------------------------------
+
+
+async def _s4(make_app: Callable[[], Any], requests: int, warmup: int) -> Result:
+    if warmup < 1:
+        raise ValueError("S4 needs at least one warm-up request (its body is the reference)")
+    expected = {"v": model.Config().value}
+    configs_before = model.Config.created
+    app = make_app()
+    async with Driver(app) as driver:
+        get = driver.get
+        body = b""
+        for index in range(warmup):  # every response and every finalizer checked
+            finalized = model.Resource.finalized
+            status, body = await get(S4_PATH)
+            if status != 200 or json.loads(body) != expected:
+                raise AssertionError(f"S4: warm-up request {index}: {status} {body[:200]!r}")
+            if model.Resource.finalized != finalized + 1:
+                raise AssertionError(
+                    f"S4: warm-up request {index} ran "
+                    f"{model.Resource.finalized - finalized} finalizers, expected 1"
+                )
+        gc.collect()
+        wrong = 0
+        finalized = model.Resource.finalized
+        start = time.perf_counter()
+        for _ in range(requests):
+            status, got = await get(S4_PATH)
+            if status != 200 or got != body:
+                wrong += 1
+        elapsed = time.perf_counter() - start
+        finalized = model.Resource.finalized - finalized
+    if wrong:
+        raise AssertionError(f"S4: {wrong} of {requests} timed responses were wrong")
+    if finalized != requests:
+        raise AssertionError(f"S4: {finalized} finalizers ran for {requests} requests")
+    configs = model.Config.created - configs_before
+    if configs != 1:
+        raise AssertionError(f"S4: the app built {configs} Config instances, expected 1")
+    return {"us": elapsed / requests * 1e6, "requests": requests, "warmup": warmup}
+
+
 # main --------------------------------------------------------------------------------
 
 
@@ -217,6 +263,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenarios", default="s1,s2,s3")
     parser.add_argument("--s1000", action="store_true", help="run only S1000 (fresh process)")
     parser.add_argument("--count", type=int, default=1000, help="classes for --s1000")
+    parser.add_argument(
+        "--s4",
+        nargs="?",
+        const="s4",
+        metavar="APP",
+        help="run only S4 with the app the module's function APP builds (default s4)",
+    )
+    parser.add_argument("--requests", type=int, default=5000, help="timed requests for --s4")
+    parser.add_argument("--warmup", type=int, default=300, help="warm-up requests for --s4")
     args = parser.parse_args(argv)
 
     out: Result = {"library": args.library}
@@ -228,15 +283,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     out["version"] = _version(lib)
 
-    if args.s1000:
-        scenarios: dict[str, Callable[[], Result]] = {"s1000": lambda: run_s1000(lib, args.count)}
+    if args.s4:
+        if not args.s4.startswith("s4") or not hasattr(lib, args.s4):
+            parser.error(f"{args.library} has no S4 app {args.s4!r}")
+        make_app = getattr(lib, args.s4)
+        scenarios: dict[str, Callable[[], Result]] = {
+            "s4": lambda: asyncio.run(_s4(make_app, args.requests, args.warmup))
+        }
+    elif args.s1000:
+        scenarios = {"s1000": lambda: run_s1000(lib, args.count)}
     else:
         runners: dict[str, Callable[[], Result]] = {
             "s1": lambda: run_sync(lib.s1, check_s1, args.target, args.repeat),
             "s2": lambda: run_sync(lib.s2, check_s2, args.target, args.repeat),
             "s3": lambda: asyncio.run(_s3(lib.s3, args.target, args.repeat)),
         }
-        scenarios = {k: runners[k] for k in args.scenarios.split(",") if k}
+        scenarios = {k: runners[k] for k in args.scenarios.split(",") if k and hasattr(lib, k)}
     for key, run in scenarios.items():
         try:
             out[key] = run()

@@ -1,6 +1,7 @@
 """One module per library; see ``benchmarks.cases`` for what each module provides.
 
-The order here is the order of the report's tables before sorting.
+The order here is the order of the report's tables before sorting. A module takes part
+only in the scenarios it defines a function for (``fastapi-depends`` has only ``s4``).
 """
 
 LIBRARIES: dict[str, str] = {
@@ -12,4 +13,5 @@ LIBRARIES: dict[str, str] = {
     "wireup": "wireup",
     "that-depends": "that_depends",
     "aioinject": "aioinject",
+    "fastapi-depends": "fastapi_depends",
 }

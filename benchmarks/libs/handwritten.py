@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
-from benchmarks.cases import Once, ResolveAll, SyncCase
+from benchmarks.cases import S4_PATH, Once, ResolveAll, SyncCase
 from benchmarks.model import A, B, Base, C, Config, D, Handler, resource_gen
 
 DIST = None
@@ -14,7 +15,10 @@ HOW = {
     "s2": "`A(B(C()), D(C()))`",
     "s3": "drive `resource_gen()` by hand: `__anext__`, build `Handler`, `__anext__` again",
     "s1000": "a dict of instances filled by calling each class with the shared `Base`",
+    "s4": "no DI: an endpoint without parameters drives `resource_gen()` by hand and builds "
+    "`Handler` with a `Config` made with the app",
 }
+S4 = {"no DI": "s4"}
 
 
 @contextmanager
@@ -61,3 +65,25 @@ def s1000(classes: Sequence[type]) -> ResolveAll:
         return out
 
     return resolve_all
+
+
+def s4() -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    config = Config()
+
+    @app.get(S4_PATH)
+    async def endpoint():
+        gen = resource_gen()
+        resource = await gen.__anext__()
+        try:
+            handler = Handler(config, resource)
+            return {"v": handler.config.value}
+        finally:
+            try:  # noqa: SIM105
+                await gen.__anext__()
+            except StopAsyncIteration:
+                pass
+
+    return app

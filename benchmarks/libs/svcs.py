@@ -2,16 +2,18 @@
 
 svcs has no transient lifetime and no autowiring by default: S2 creates a container per
 call and its hand-written factories share ``C`` within that container (not equivalent).
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations``: S4's endpoint is defined inside ``s4()``
+with names imported there, and FastAPI reads its annotations as objects.
+"""
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import svcs
 
-from benchmarks.cases import Once, ResolveAll, SyncCase
+from benchmarks.cases import S4_PATH, Once, ResolveAll, SyncCase
 from benchmarks.model import A, B, Base, C, Config, D, Handler, Resource, resource_gen
 
 DIST = "svcs"
@@ -22,6 +24,8 @@ HOW = {
     "`async with svcs.Container(registry) as s: await s.aget(Handler)`",
     "s1000": "`register_factory(S{i}, factory)` calling `svcs_container.get(Base)`; "
     "one container, `services.get(S{i})`",
+    "s4": "S3's registrations in a `@svcs.fastapi.lifespan`; endpoint takes "
+    "`services: svcs.fastapi.DepContainer` and awaits `services.aget(Handler)`",
 }
 NOTES = {
     "s2": "no transient lifetime: a new container per call, which caches `C` (built once, "
@@ -74,12 +78,16 @@ async def _make_handler(svcs_container: svcs.Container) -> Handler:
     return Handler(*await svcs_container.aget(Config, Resource))
 
 
-@asynccontextmanager
-async def s3() -> AsyncIterator[Once]:
-    registry = svcs.Registry()
+def _register_s3(registry: svcs.Registry) -> None:
     registry.register_value(Config, Config())
     registry.register_factory(Resource, resource_gen)
     registry.register_factory(Handler, _make_handler)
+
+
+@asynccontextmanager
+async def s3() -> AsyncIterator[Once]:
+    registry = svcs.Registry()
+    _register_s3(registry)
     container_cls = svcs.Container
 
     async def once() -> Handler:
@@ -111,3 +119,22 @@ def s1000(classes: Sequence[type]) -> ResolveAll:
         return [get(cls) for cls in classes]
 
     return resolve_all
+
+
+def s4() -> Any:
+    import svcs.fastapi
+    from fastapi import FastAPI
+
+    @svcs.fastapi.lifespan
+    async def lifespan(app: FastAPI, registry: svcs.Registry) -> AsyncIterator[None]:
+        _register_s3(registry)
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.get(S4_PATH)
+    async def endpoint(services: svcs.fastapi.DepContainer):
+        handler = await services.aget(Handler)
+        return {"v": handler.config.value}
+
+    return app

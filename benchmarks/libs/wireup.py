@@ -2,9 +2,10 @@
 
 The root container refuses transients, so S2 resolves from one scope entered outside
 the timed loop.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations``: S4's endpoint is defined inside ``s4()``
+with names imported there, and FastAPI and wireup read its annotations as objects.
+"""
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -12,7 +13,7 @@ from typing import Any
 
 import wireup
 
-from benchmarks.cases import Once, ResolveAll, SyncCase
+from benchmarks.cases import S4_PATH, Once, ResolveAll, SyncCase
 from benchmarks.model import A, B, Base, C, Config, D, Handler, resource_gen
 
 DIST = "wireup"
@@ -24,6 +25,9 @@ HOW = {
     "lifetime='scoped')`; `async with container.enter_scope() as s: await s.get(Handler)`",
     "s1000": "`injectable(S{i})`; `create_sync_container(injectables=[...])`; "
     "`container.get(S{i})`",
+    "s4": "S3's async container; `wireup.integration.fastapi.setup(container, app)` after "
+    "the routes; `WireupRoute` as the router's route class; endpoint takes "
+    "`handler: Injected[Handler]`",
 }
 
 
@@ -48,15 +52,19 @@ def s2() -> Iterator[SyncCase]:
         container.close()
 
 
-@asynccontextmanager
-async def s3() -> AsyncIterator[Once]:
-    container = wireup.create_async_container(
+def _s3_container() -> Any:
+    return wireup.create_async_container(
         injectables=[
             wireup.injectable(Config),
             wireup.injectable(resource_gen, lifetime="scoped"),
             wireup.injectable(Handler, lifetime="scoped"),
         ]
     )
+
+
+@asynccontextmanager
+async def s3() -> AsyncIterator[Once]:
+    container = _s3_container()
 
     async def once() -> Handler:
         async with container.enter_scope() as scope:
@@ -78,3 +86,20 @@ def s1000(classes: Sequence[type]) -> ResolveAll:
         return [get(cls) for cls in classes]
 
     return resolve_all
+
+
+def s4() -> Any:
+    import wireup.integration.fastapi
+    from fastapi import FastAPI
+    from wireup import Injected
+    from wireup.integration.fastapi import WireupRoute
+
+    app = FastAPI()
+    app.router.route_class = WireupRoute
+
+    @app.get(S4_PATH)
+    async def endpoint(handler: Injected[Handler]):
+        return {"v": handler.config.value}
+
+    wireup.integration.fastapi.setup(_s3_container(), app)  # closes it at shutdown
+    return app

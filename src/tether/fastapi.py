@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import itertools
 import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+from asyncio import current_task
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
@@ -32,6 +35,7 @@ try:
     from fastapi import APIRouter, FastAPI, Request, params
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from fastapi.routing import APIRoute, APIWebSocketRoute
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.requests import HTTPConnection
     from starlette.types import ASGIApp, Message, Receive, Send
@@ -60,6 +64,7 @@ __all__ = [
     "health_router",
     "install",
     "lifespan",
+    "resolve_inline",
     "status_router",
 ]
 
@@ -97,16 +102,9 @@ class Gate:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._idle: asyncio.Future[None] | None = None  # made only while draining
 
-    def enter(self) -> asyncio.Task[Any] | None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks.add(task)
-        return task
-
-    def leave(self, task: asyncio.Task[Any] | None) -> None:
-        tasks = self.tasks
-        tasks.discard(task)
-        if not tasks and self._idle is not None and not self._idle.done():
+    def quiet(self) -> None:
+        """The last request in flight ended: wake a drain waiting for that."""
+        if self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
     async def drain(self, timeout: float) -> None:
@@ -168,7 +166,9 @@ class TetherMiddleware:
         if kind == "http":
             send = _with_request_id(send, self.id_header, request_id.encode())
         token = REQUEST_ID.set(request_id)
-        task = self.gate.enter()
+        tasks = self.gate.tasks
+        task = current_task()
+        tasks.add(task)  # type: ignore[arg-type]
         try:
             session_id = self._session_id(scope) if self.sessions else None
             if session_id is None:
@@ -181,7 +181,9 @@ class TetherMiddleware:
                     scope[SCOPE_KEY] = request
                     await self.app(scope, receive, send)
         finally:
-            self.gate.leave(task)
+            tasks.discard(task)
+            if not tasks:
+                self.gate.quiet()
             REQUEST_ID.reset(token)
 
     def _session_id(self, scope: ASGIScope) -> str | None:
@@ -197,11 +199,11 @@ class TetherMiddleware:
 
 
 def _with_request_id(send: Send, header: bytes, value: bytes) -> Send:
+    pair = (header, value)
+
     async def sender(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
-            headers.append((header, value))
-            message = {**message, "headers": headers}
+            message = {**message, "headers": [*message.get("headers", ()), pair]}
         await send(message)
 
     return sender
@@ -244,7 +246,79 @@ def dependency(dependency_type: Any, name: str | None = None) -> Callable[..., A
 
         resolve.__qualname__ = resolve.__name__ = f"tether_{_slug(dependency_type, name)}"
         found = _DEPENDENCIES[key] = resolve
+        _RESOLVERS[resolve] = key
     return found
+
+
+_RESOLVERS: dict[Callable[..., Any], tuple[Any, str | None]] = {}
+
+
+def _walk(routes: Iterable[Any]) -> Iterator[Any]:
+    """Every HTTP route with a dependant, included routers' effective routes too."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        elif hasattr(route, "effective_candidates"):  # an included router (FastAPI >= 0.137)
+            yield from _walk(route.effective_candidates())
+        elif getattr(route, "dependant", None) is not None and not isinstance(
+            getattr(route, "original_route", None), APIWebSocketRoute
+        ):
+            yield route  # an included HTTP route's effective context
+
+
+def resolve_inline(app: FastAPI) -> int:
+    """Take ``Inject[...]`` parameters of async endpoints out of FastAPI's dependency
+    solving: the endpoint is wrapped to resolve them straight from the request's scope.
+    Same result, a fraction of the cost; sync endpoints, WebSockets and dependencies of
+    dependencies keep going through ``Depends``. Returns how many routes it changed."""
+    changed = 0
+    for route in _walk(app.routes):
+        dependant = route.dependant
+        call = dependant.call
+        if call is None or getattr(call, "__tether_inline__", False):
+            continue
+        if not inspect.iscoroutinefunction(call):
+            continue
+        ours = [d for d in dependant.dependencies if d.name and d.call in _RESOLVERS]
+        if not ours:
+            continue
+        wanted = [(d.name, *_RESOLVERS[d.call], d.call) for d in ours]
+        dependant.dependencies = [d for d in dependant.dependencies if d not in ours]
+        name = dependant.http_connection_param_name
+        drop = name is None
+        if name is None:
+            name = dependant.http_connection_param_name = "_tether_connection"
+        dependant.call = _inline(call, wanted, name, drop, app)
+        changed += 1
+    return changed
+
+
+def _inline(
+    endpoint: Callable[..., Any],
+    wanted: list[tuple[str, Any, str | None, Callable[..., Any]]],
+    connection_name: str,
+    drop: bool,
+    app: FastAPI,
+) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    async def call(**values: Any) -> Any:
+        connection = values.pop(connection_name) if drop else values[connection_name]
+        scope = connection.scope.get(SCOPE_KEY)
+        if scope is None:
+            current_scope(connection)  # raises the sentence that says what to do
+        overrides = app.dependency_overrides
+        for name, tp, dep_name, resolver in wanted:
+            if overrides and resolver in overrides:
+                value = overrides[resolver]()
+                if inspect.isawaitable(value):
+                    value = await value
+            else:
+                value = await scope.aget(tp, dep_name)
+            values[name] = value
+        return await endpoint(**values)
+
+    call.__tether_inline__ = True  # type: ignore[attr-defined]
+    return call
 
 
 def _slug(tp: Any, name: str | None) -> str:
@@ -322,6 +396,8 @@ def lifespan(
             gate.draining = False
         own = inner(application) if inner is not None else contextlib.nullcontext()
         async with container, own as state:
+            if isinstance(application, FastAPI):
+                resolve_inline(application)
             try:
                 yield state
             finally:

@@ -490,3 +490,30 @@ def test_the_lifespan_can_be_used_on_its_own() -> None:
         assert client.get("/s").json() is False
     assert log.events == ["own up", "open session", "close session", "own down"]
     assert container.closed
+
+
+def test_inject_in_an_included_router_resolves_inline_at_startup() -> None:
+    from fastapi import APIRouter
+
+    from tether.fastapi import _walk, resolve_inline
+
+    log = Log()
+    app, _ = make_app(log)
+    router = APIRouter(prefix="/api")
+
+    @router.get("/greet")
+    async def greet(config: Inject[Config], session: Inject[Session]) -> str:
+        return f"{config.greeting}:{session.closed}"
+
+    app.include_router(router)
+    with TestClient(app) as client:
+        assert client.get("/api/greet").json() == "hello:False"
+        assert client.get("/greet").json()["same"] is True
+        assert resolve_inline(app) == 0  # done at startup already; a second pass changes nothing
+        inlined = [
+            getattr(route.dependant.call, "__tether_inline__", False)
+            for route in _walk(app.routes)
+            if route.path.endswith("/greet")
+        ]
+    assert inlined == [True, True]
+    assert log.events == ["open session", "close session"] * 2
