@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -97,9 +98,17 @@ def check_of(p: Provider) -> Any:
     return None
 
 
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
+
+
+def redact(text: str) -> str:
+    """Hide the user and password of every URL in ``text`` (``scheme://***@host``)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 def describe_error(error: BaseException) -> str:
-    # The type and message only: no traceback, no locals.
-    text = str(error)
+    # The type and message only, with URL credentials hidden: no traceback, no locals.
+    text = redact(str(error))
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 

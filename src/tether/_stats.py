@@ -90,8 +90,9 @@ class Stats:
 
     def failure(self, error: BaseException) -> None:
         self.failed += 1
-        text = str(error)
-        self.last_error = f"{type(error).__name__}: {text}" if text else type(error).__name__
+        from ._health import describe_error
+
+        self.last_error = describe_error(error)
         for hook in self.hooks:
             hook.on_failed(self.display, self.scope, error)
 

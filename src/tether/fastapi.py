@@ -29,6 +29,7 @@ from asyncio import current_task
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 try:
@@ -45,21 +46,24 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
         "tether.fastapi needs the 'fastapi' extra: pip install 'tether[fastapi]'"
     ) from None
 
+from ._active import ActiveScope
 from ._container import Container
-from ._health import HealthStatus
+from ._health import HealthStatus, redact
 from ._markers import inject_arguments
 from ._scope import Scope
 from ._status import status_router
-from .exceptions import ResolutionError
+from .exceptions import ResolutionError, ScopeMismatch
 
 __all__ = [
     "REQUEST_ID",
     "Inject",
     "JsonFormatter",
     "RequestIdFilter",
+    "Gate",
     "TetherMiddleware",
     "add_error_handlers",
     "add_request_id",
+    "current_scope",
     "dependency",
     "health_router",
     "install",
@@ -72,6 +76,7 @@ T = TypeVar("T")
 
 SCOPE_KEY = "tether.scope"  # where the request's scope sits in the ASGI scope
 REQUEST_ID_KEY = "tether.request_id"
+ERROR_KEY = "tether.error"  # what the endpoint raised, even if a handler answered for it
 
 logger = logging.getLogger("tether")
 
@@ -160,11 +165,11 @@ class TetherMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
+        if kind == "http":
+            send = _with_request_id(send, self.id_header, request_id.encode())
         if self.gate.draining:
             await _unavailable(scope, receive, send, request_id)
             return
-        if kind == "http":
-            send = _with_request_id(send, self.id_header, request_id.encode())
         token = REQUEST_ID.set(request_id)
         tasks = self.gate.tasks
         task = current_task()
@@ -172,19 +177,34 @@ class TetherMiddleware:
         try:
             session_id = self._session_id(scope) if self.sessions else None
             if session_id is None:
-                async with self.container.scope() as request:
-                    scope[SCOPE_KEY] = request
-                    await self.app(scope, receive, send)
+                await self._serve(self.container.scope(), scope, receive, send)
             else:
                 session = self.container.scope(Scope.SESSION, session_id=session_id)
-                async with session, session.scope() as request:
-                    scope[SCOPE_KEY] = request
-                    await self.app(scope, receive, send)
+                async with session:
+                    await self._serve(session.scope(), scope, receive, send)
         finally:
             tasks.discard(task)
             if not tasks:
                 self.gate.quiet()
             REQUEST_ID.reset(token)
+
+    async def _serve(
+        self, request: ActiveScope, scope: ASGIScope, receive: Receive, send: Send
+    ) -> None:
+        await request.__aenter__()
+        scope[SCOPE_KEY] = request
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as error:
+            await request.__aexit__(type(error), error, error.__traceback__)
+            raise
+        # A handler may have answered for the endpoint's error: close with it all the
+        # same, so generators see it (and roll back), without raising it again.
+        noted = scope.pop(ERROR_KEY, None)
+        if noted is None:
+            await request.__aexit__(None, None, None)
+        else:
+            await request.__aexit__(type(noted), noted, noted.__traceback__)
 
     def _session_id(self, scope: ASGIScope) -> str | None:
         if self.session_header is not None:
@@ -215,8 +235,7 @@ async def _unavailable(scope: ASGIScope, receive: Receive, send: Send, request_i
         return
     body = {"error": "unavailable", "message": "The service is shutting down.",
             "request_id": request_id}
-    response = JSONResponse(body, status_code=503, headers={"Retry-After": "1",
-                                                             "X-Request-ID": request_id})
+    response = JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     await response(scope, receive, send)
 
 
@@ -267,28 +286,40 @@ def _walk(routes: Iterable[Any]) -> Iterator[Any]:
 
 
 def resolve_inline(app: FastAPI) -> int:
-    """Take ``Inject[...]`` parameters of async endpoints out of FastAPI's dependency
-    solving: the endpoint is wrapped to resolve them straight from the request's scope.
-    Same result, a fraction of the cost; sync endpoints, WebSockets and dependencies of
-    dependencies keep going through ``Depends``. Returns how many routes it changed."""
+    """Prepare every HTTP route at startup (``install()`` calls it):
+
+    - ``Inject[...]`` parameters of async endpoints leave FastAPI's dependency solving;
+      the endpoint is wrapped to resolve them straight from the request's scope. Same
+      result, a fraction of the cost. Sync endpoints, WebSockets, dependencies of
+      dependencies and parameters already in ``app.dependency_overrides`` keep going
+      through ``Depends``.
+    - an error the endpoint raises is noted on the request, so that the request's scope
+      closes with it even when an exception handler turns it into a response: a
+      request-scoped transaction rolls back on an ``HTTPException``.
+
+    Returns how many routes it changed; a second call changes nothing.
+    """
     changed = 0
+    overridden = set(app.dependency_overrides)
     for route in _walk(app.routes):
         dependant = route.dependant
         call = dependant.call
         if call is None or getattr(call, "__tether_inline__", False):
             continue
-        if not inspect.iscoroutinefunction(call):
-            continue
-        ours = [d for d in dependant.dependencies if d.name and d.call in _RESOLVERS]
-        if not ours:
-            continue
-        wanted = [(d.name, *_RESOLVERS[d.call], d.call) for d in ours]
-        dependant.dependencies = [d for d in dependant.dependencies if d not in ours]
         name = dependant.http_connection_param_name
         drop = name is None
         if name is None:
             name = dependant.http_connection_param_name = "_tether_connection"
-        dependant.call = _inline(call, wanted, name, drop, app)
+        if inspect.iscoroutinefunction(call):
+            ours = [
+                d for d in dependant.dependencies
+                if d.name and d.call in _RESOLVERS and d.call not in overridden
+            ]
+            wanted = [(d.name, *_RESOLVERS[d.call], d.call) for d in ours]
+            dependant.dependencies = [d for d in dependant.dependencies if d not in ours]
+            dependant.call = _inline(call, wanted, name, drop, app)
+        else:
+            dependant.call = _noting(call, name, drop)
         changed += 1
     return changed
 
@@ -303,19 +334,39 @@ def _inline(
     @functools.wraps(endpoint)
     async def call(**values: Any) -> Any:
         connection = values.pop(connection_name) if drop else values[connection_name]
-        scope = connection.scope.get(SCOPE_KEY)
-        if scope is None:
-            current_scope(connection)  # raises the sentence that says what to do
-        overrides = app.dependency_overrides
-        for name, tp, dep_name, resolver in wanted:
-            if overrides and resolver in overrides:
-                value = overrides[resolver]()
-                if inspect.isawaitable(value):
-                    value = await value
-            else:
-                value = await scope.aget(tp, dep_name)
-            values[name] = value
-        return await endpoint(**values)
+        if wanted:
+            scope = connection.scope.get(SCOPE_KEY)
+            if scope is None:
+                current_scope(connection)  # raises the sentence that says what to do
+            overrides = app.dependency_overrides
+            for name, tp, dep_name, resolver in wanted:
+                if overrides and resolver in overrides:
+                    # Added after start-up: called with no arguments.
+                    value = overrides[resolver]()
+                    if inspect.isawaitable(value):
+                        value = await value
+                else:
+                    value = await scope.aget(tp, dep_name)
+                values[name] = value
+        try:
+            return await endpoint(**values)
+        except BaseException as error:
+            connection.scope[ERROR_KEY] = error
+            raise
+
+    call.__tether_inline__ = True  # type: ignore[attr-defined]
+    return call
+
+
+def _noting(endpoint: Callable[..., Any], connection_name: str, drop: bool) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def call(**values: Any) -> Any:
+        connection = values.pop(connection_name) if drop else values[connection_name]
+        try:
+            return endpoint(**values)
+        except BaseException as error:
+            connection.scope[ERROR_KEY] = error
+            raise
 
     call.__tether_inline__ = True  # type: ignore[attr-defined]
     return call
@@ -444,6 +495,7 @@ def install(
             f"drain_timeout must be a positive number of seconds, got {drain_timeout!r}"
         )
     app.state.tether_container = container
+    app.state.tether_request_id_header = request_id_header
     gate = Gate()
     app.router.lifespan_context = lifespan(
         container, app.router.lifespan_context, drain_timeout=drain_timeout, gate=gate
@@ -473,10 +525,18 @@ def request_id_of(request: HTTPConnection) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _error(request: Request, status: int, error: str, message: str, **extra: Any) -> JSONResponse:
+def _error(
+    request: Request, status: int, error: str, message: str, *, header: bool = False,
+    **extra: Any,
+) -> JSONResponse:
+    """An error body. ``header``: set the request id header too, for the handler that
+    runs outside ``TetherMiddleware`` (which adds it to every other response)."""
     request_id = request_id_of(request)
     body: dict[str, Any] = {"error": error, "message": message, **extra, "request_id": request_id}
-    headers = {"X-Request-ID": request_id} if request_id else None
+    headers = None
+    if header and request_id:
+        name = getattr(request.app.state, "tether_request_id_header", "X-Request-ID")
+        headers = {name: request_id}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -486,7 +546,12 @@ def add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> Response:
         exc = cast(StarletteHTTPException, error)
-        response = _error(request, exc.status_code, "http_error", str(exc.detail))
+        detail: Any = exc.detail  # typed str, but a dict or list is allowed and common
+        if isinstance(detail, str):
+            response = _error(request, exc.status_code, "http_error", detail)
+        else:
+            phrase = HTTPStatus(exc.status_code).phrase if exc.status_code in _STATUSES else ""
+            response = _error(request, exc.status_code, "http_error", phrase, detail=detail)
         if exc.headers:
             response.headers.update(exc.headers)
         return response
@@ -501,12 +566,17 @@ def add_error_handlers(app: FastAPI) -> None:
                       details=details)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        logger.error("a dependency could not be built: %s", exc, exc_info=exc)
+        if isinstance(exc, ScopeMismatch) and exc.scope is Scope.SESSION:
+            return _error(request, 400, "session_required",
+                          "This endpoint needs a session: send the session cookie or header.")
+        logger.error("a dependency could not be built: %s", redact(str(exc)),
+                     extra={"request_id": request_id_of(request)})
         return _error(request, 503, "unavailable", "A service this request needs is unavailable.")
 
     async def internal(request: Request, exc: Exception) -> Response:
-        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(request, 500, "internal_error", "Internal server error.")
+        logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc,
+                     extra={"request_id": request_id_of(request)})
+        return _error(request, 500, "internal_error", "Internal server error.", header=True)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -514,18 +584,22 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, internal)
 
 
+_STATUSES = {s.value for s in HTTPStatus}
+
+
 class RequestIdFilter(logging.Filter):
     """Adds ``record.request_id`` (or ``"-"``) to every log record: attach it to a
     handler and use ``%(request_id)s`` in the format."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get() or "-"
+        if not getattr(record, "request_id", None):
+            record.request_id = REQUEST_ID.get() or "-"
         return True
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per log line: time, level, logger, message, request id, and the
-    exception type and message (never the traceback's locals)."""
+    exception's type (never its text or traceback, which may hold secrets)."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {

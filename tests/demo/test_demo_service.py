@@ -24,7 +24,7 @@ def test_notes_can_be_added_listed_read_and_deleted(tmp_path: Path) -> None:
         assert client.get(f"/notes/{note_id}").status_code == 404
 
 
-def test_a_failed_request_rolls_its_transaction_back(tmp_path: Path) -> None:
+def test_a_note_over_the_length_limit_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
     app = create_app(Settings(database_path=tmp_path / "notes.db", max_note_length=5))
     with TestClient(app) as client:
         assert client.post("/notes", json={"body": "far too long"}).status_code == 422

@@ -517,3 +517,94 @@ def test_inject_in_an_included_router_resolves_inline_at_startup() -> None:
         ]
     assert inlined == [True, True]
     assert log.events == ["open session", "close session"] * 2
+
+
+def test_an_http_exception_after_a_write_rolls_the_request_transaction_back() -> None:
+    from fastapi import HTTPException
+
+    outcomes: list[str] = []
+    container = Container()
+
+    @container.provide(scope=Scope.REQUEST)
+    def transaction() -> Iterator[list[str]]:
+        writes: list[str] = []
+        try:
+            yield writes
+        except BaseException:
+            outcomes.append(f"rollback {writes}")
+            raise
+        else:
+            outcomes.append(f"commit {writes}")
+
+    app = FastAPI()
+    install(app, container)
+
+    @app.post("/async/{item}")
+    async def add_async(item: str, tx: Inject[list[str]]) -> None:
+        tx.append(item)
+        raise HTTPException(409, {"conflict": item})
+
+    @app.post("/sync/{item}")
+    def add_sync(item: str, tx: Inject[list[str]]) -> str:
+        tx.append(item)
+        if item == "bad":
+            raise HTTPException(409, "conflict")
+        return item
+
+    with TestClient(app) as client:
+        first = client.post("/async/a")
+        second = client.post("/sync/bad")
+        third = client.post("/sync/ok")
+    assert first.status_code == second.status_code == 409
+    assert first.json()["detail"] == {"conflict": "a"}
+    assert third.status_code == 200
+    assert outcomes == ["rollback ['a']", "rollback ['bad']", "commit ['ok']"]
+
+
+def test_a_session_endpoint_without_a_session_is_a_400_not_an_outage() -> None:
+    app, _ = make_app(Log(), session_header="X-Session")
+
+    @app.get("/cart")
+    async def cart(cart: Inject[Cart]) -> list[str]:
+        return cart.items
+
+    with TestClient(app) as client:
+        response = client.get("/cart")
+    assert response.status_code == 400
+    assert response.json()["error"] == "session_required"
+
+
+def test_error_responses_carry_the_request_id_header_once() -> None:
+    app, _ = make_app(Log())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        missing = client.get("/nowhere", headers={"X-Request-ID": "r-1"})
+        failed = client.get("/boom", headers={"X-Request-ID": "r-2"})
+    assert missing.headers.get_list("x-request-id") == ["r-1"]
+    assert failed.headers.get_list("x-request-id") == ["r-2"]
+
+
+def test_health_errors_never_show_url_credentials() -> None:
+    container = Container()
+
+    @resource
+    class Pool:
+        def dispose(self) -> None:
+            pass
+
+        async def health_check(self) -> bool:
+            raise ConnectionError("cannot reach postgresql://admin:hunter2@db:5432/prod")
+
+    container.bind(Pool, eager=True)
+    app = FastAPI()
+    install(app, container)
+    with TestClient(app) as client:
+        detailed = client.get("/health/detailed").text
+        status = client.get("/status.json").text
+    assert "hunter2" not in detailed
+    assert "hunter2" not in status
+    assert "postgresql://***@db:5432/prod" in detailed
