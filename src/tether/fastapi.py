@@ -49,7 +49,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 from ._active import ActiveScope
 from ._container import Container
 from ._health import HealthStatus, redact
-from ._markers import inject_arguments
+from ._markers import inject_arguments, split_annotation
 from ._scope import Scope
 from ._status import status_router
 from .exceptions import ResolutionError, ScopeMismatch
@@ -389,6 +389,8 @@ else:
 
         def __class_getitem__(cls, item: Any) -> Any:
             tp, name = inject_arguments(item)
+            if name is None:  # Inject[Annotated[T, Named("x")]], the typed named form
+                tp, name, _ = split_annotation(tp)
             return Annotated[tp, params.Depends(dependency(tp, name))]
 
 

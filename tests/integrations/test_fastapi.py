@@ -608,3 +608,22 @@ def test_health_errors_never_show_url_credentials() -> None:
     assert "hunter2" not in detailed
     assert "hunter2" not in status
     assert "postgresql://***@db:5432/prod" in detailed
+
+
+def test_the_typed_named_form_injects_the_named_binding() -> None:
+    from typing import Annotated
+
+    from tether import Named
+
+    container = Container()
+    container.bind(str, "plain")
+    container.bind(str, "special", name="special")
+    app = FastAPI()
+    install(app, container)
+
+    @app.get("/typed")
+    async def typed(value: Inject[Annotated[str, Named("special")]]) -> str:
+        return value
+
+    with TestClient(app) as client:
+        assert client.get("/typed").json() == "special"
