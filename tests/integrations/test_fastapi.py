@@ -6,13 +6,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
-from tether import Container, Scope, resource
+from tether import Container, Named, Scope, resource
 from tether.fastapi import Inject, dependency, install
 
 
@@ -611,10 +612,6 @@ def test_health_errors_never_show_url_credentials() -> None:
 
 
 def test_the_typed_named_form_injects_the_named_binding() -> None:
-    from typing import Annotated
-
-    from tether import Named
-
     container = Container()
     container.bind(str, "plain")
     container.bind(str, "special", name="special")
