@@ -98,7 +98,9 @@ def check_of(p: Provider) -> Any:
     return None
 
 
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s:@]*(?::[^/\s@]*)?@")
+# scheme://user:password@host: up to the last "@" before the path, so a raw "@" in a
+# password is hidden too.
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/]*@")
 
 
 def redact(text: str) -> str:

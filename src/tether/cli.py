@@ -38,7 +38,7 @@ from ._cli_render import (
     verdict,
 )
 from ._container import Container
-from ._health import describe_error
+from ._health import describe_error, redact
 from ._scope import Scope
 from .exceptions import GraphError, ResourceInitError, TeardownError, TetherError
 
@@ -257,7 +257,7 @@ def check(
             err.print(f"  - {describe_error(exc)}")
         raise typer.Exit(FAILED) from None
     except TetherError as error:  # StartupError, GraphError, ClosedError: one sentence each
-        err.print(f"error: {error}")
+        err.print(f"error: {redact(str(error))}")
         raise typer.Exit(FAILED) from None
     out = Console(highlight=False)
     out.print(table(result.rows, title=f"tether check {spec}"))

@@ -615,3 +615,19 @@ async def test_no_monitor_runs_without_health_interval() -> None:
 def test_health_interval_must_be_positive(interval: float) -> None:
     with pytest.raises(ValueError, match=r"health_interval must be positive"):
         Container(health_interval=interval)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("postgresql://admin:secret@db:5432/prod", "postgresql://***@db:5432/prod"),
+        ("redis://:pw@cache:6379/0", "redis://***@cache:6379/0"),
+        ("redis://user:p@ss@cache/0 down", "redis://***@cache/0 down"),
+        ("http://example.org/a@b", "http://example.org/a@b"),
+        ("no url here", "no url here"),
+    ],
+)
+def test_url_credentials_are_hidden_in_reported_errors(text: str, shown: str) -> None:
+    from tether._health import redact
+
+    assert redact(text) == shown
