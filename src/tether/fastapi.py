@@ -150,8 +150,12 @@ class TetherMiddleware:
         session_header: str | None = None,
         request_id_header: str = "X-Request-ID",
         gate: Gate | None = None,
+        open_while_draining: Iterable[str] = (),
     ) -> None:
         self.app = app
+        # Paths still served during a drain, such as the liveness probe: a probe that
+        # failed there would get the process killed before its requests finished.
+        self.open_while_draining = frozenset(open_while_draining)
         self.container = container
         self.session_cookie = session_cookie
         self.session_header = session_header.lower().encode() if session_header else None
@@ -167,7 +171,7 @@ class TetherMiddleware:
         request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
         if kind == "http":
             send = _with_request_id(send, self.id_header, request_id.encode())
-        if self.gate.draining:
+        if self.gate.draining and scope.get("path") not in self.open_while_draining:
             await _unavailable(scope, receive, send, request_id)
             return
         token = REQUEST_ID.set(request_id)
@@ -509,6 +513,7 @@ def install(
         session_header=session_header,
         request_id_header=request_id_header,
         gate=gate,
+        open_while_draining=[f"{health_prefix}/live"] if health_prefix is not None else [],
     )
     if metrics_path is not None:
         from ._prometheus import install_metrics

@@ -78,6 +78,7 @@ async def test_in_flight_requests_finish_before_resources_are_disposed() -> None
         refused = await client.get("/fast")
         assert refused.status_code == 503
         assert refused.json()["error"] == "unavailable"
+        assert (await client.get("/health/live")).status_code == 200  # the probe stays up
         assert "pool disposed" not in events.log
         release.set()
         assert (await slow).status_code == 200
