@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import weakref
 from asyncio import get_running_loop
 from collections.abc import Awaitable, Generator, Hashable
 from types import TracebackType
@@ -31,11 +30,14 @@ class _Cache(dict[Hashable, Any]):
     scope: ActiveScope
 
     def __missing__(self, key: Hashable) -> Any:
+        scope = self.scope
+        if scope._watch is None:
+            scope._registry.watch(scope)  # used outside a with-block: watch it
         try:
             builder = self.builders[key]
         except KeyError:
-            return self.scope._registry.first_build(key, self.scope)
-        return builder(self.scope)
+            return scope._registry.first_build(key, scope)
+        return builder(scope)
 
 
 class _Closed(dict[Hashable, Any]):
@@ -44,6 +46,9 @@ class _Closed(dict[Hashable, Any]):
 
     def __missing__(self, key: Hashable) -> Any:
         raise ClosedError(self.what)
+
+
+UNWATCHED: Any = object()  # a scope no weak reference watches: the root, or one in a block
 
 
 def _closed(what: str) -> Any:
@@ -92,7 +97,7 @@ class ActiveScope:
     _session_id: str | None
     _touched: float
     _born: float
-    _watch: weakref.ref[ActiveScope] | None
+    _watch: Any  # weakref.ref to itself while watched, None until then, or UNWATCHED
 
     def _open(self, registry: Registry, kind: Scope, parent: ActiveScope | None) -> None:
         self.kind = kind
@@ -101,7 +106,7 @@ class ActiveScope:
         self._closed = False
         self._exits = []
         self._pending = {}
-        self._watch = None
+        self._watch = UNWATCHED
         cache = _Cache()
         cache.builders = registry.sync_builders
         cache.scope = self
@@ -143,6 +148,8 @@ class ActiveScope:
             return _ready(value)
         if self._closed:
             return _fail(ClosedError(self.describe()))
+        if self._watch is None:
+            self._registry.watch(self)  # used outside a with-block: watch it
         builder = self._registry.async_builders.get(key)
         if builder is None:
             return self._registry.first_abuild(key, self)
@@ -185,6 +192,7 @@ class ActiveScope:
         exits, self._exits = self._exits, []
         registry = self._registry
         registry.open.pop(self._watch, None)
+        registry.entered.pop(self, None)
         if self.kind is Scope.SESSION:
             registry.forget_session(self)
         return exits
@@ -207,6 +215,9 @@ class ActiveScope:
 
     async def __aenter__(self) -> ActiveScope:
         registry = self._registry
+        if self._watch is None:
+            self._watch = UNWATCHED  # the block closes it; until then it is in `entered`
+            registry.entered[self] = None
         loop = registry.loop
         if loop is not None and loop is not get_running_loop():
             if self.kind is Scope.REQUEST and not self._exits:
@@ -250,6 +261,9 @@ class ActiveScope:
             raise_teardown(self.describe(), exc, failures, cancelled)
 
     def __enter__(self) -> ActiveScope:
+        if self._watch is None:
+            self._watch = UNWATCHED  # the block closes it; until then it is in `entered`
+            self._registry.entered[self] = None
         return self
 
     def __exit__(
@@ -321,7 +335,10 @@ def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     scope._cache = cache
     chain = parent._chain
     scope._chain = (chain[0], chain[1], chain[2], scope)
-    registry.watch(scope)
+    # Watched (for the ResourceWarning, leak checks and the container's close) only once
+    # it is used outside a with-block: a block closes it for sure, and a weak reference
+    # per request would cost more than the rest of the bookkeeping together.
+    scope._watch = None
     return scope
 
 

@@ -59,6 +59,9 @@ class Registry:
         self.compile_after = compile_after
         self.loop: asyncio.AbstractEventLoop | None = None
         self.open: dict[weakref.ref[ActiveScope] | None, list[Any]] = {}
+        # Scopes inside a with-block, in the order entered: the block closes them, so
+        # strong references will do.
+        self.entered: dict[ActiveScope, None] = {}
         self.sessions: dict[str, ActiveScope] = {}
         self.expired: list[ActiveScope] = []
         self.leaked = 0
@@ -311,11 +314,13 @@ class Registry:
             del self.sessions[scope._session_id or ""]
 
     def open_scopes(self) -> list[ActiveScope]:
+        """Open scopes: the watched ones oldest first, then those in blocks, oldest first."""
         found = []
         for ref in list(self.open):
             scope = ref() if ref is not None else None
             if scope is not None and not scope._closed:
                 found.append(scope)
+        found += [s for s in self.entered if not s._closed and s not in found]
         return found
 
     # -- event loops --------------------------------------------------------------
@@ -341,6 +346,7 @@ class _SingletonRegistry:
         self.dispose_timeout = 10.0
         self.leaked = 0
         self.open: dict[Any, Any] = {}
+        self.entered: dict[Any, None] = {}
 
     def forget_session(self, scope: ActiveScope) -> None:
         return None
