@@ -30,14 +30,24 @@ class _Cache(dict[Hashable, Any]):
     scope: ActiveScope
 
     def __missing__(self, key: Hashable) -> Any:
-        scope = self.scope
-        if scope._watch is None:
-            scope._registry.watch(scope)  # used outside a with-block: watch it
         try:
             builder = self.builders[key]
         except KeyError:
-            return scope._registry.first_build(key, scope)
-        return builder(scope)
+            return self.scope._registry.first_build(key, self.scope)
+        return builder(self.scope)
+
+
+class _RequestCache(_Cache):
+    """A request scope's instances: the first miss outside a with-block starts the
+    scope's watch (see ``request_scope``)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: Hashable) -> Any:
+        scope = self.scope
+        if scope._watch is None:
+            scope._registry.watch(scope)
+        return _Cache.__missing__(self, key)
 
 
 class _Closed(dict[Hashable, Any]):
@@ -329,7 +339,7 @@ def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     scope._exits = []
     scope._pending = {}
     scope._lock = _NO_LOCK
-    cache = _Cache()
+    cache = _RequestCache()
     cache.builders = registry.sync_builders
     cache.scope = scope
     scope._cache = cache
