@@ -8,7 +8,6 @@ in ``_resolve`` is the reference; the tests run the suite on both.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 from time import perf_counter
@@ -28,7 +27,6 @@ from ._resolve import (
     settle,
     unwind_async,
     unwind_sync,
-    wait_pending,
 )
 from ._scope import Scope
 from .exceptions import AsyncRequired, ClosedError, ResolutionError
@@ -74,9 +72,9 @@ _HELPERS: dict[str, Any] = {
     "MISS": MISS, "perf_counter": perf_counter, "ResolutionError": ResolutionError,
     "ClosedError": ClosedError, "mismatch": mismatch, "not_found": not_found,
     "annotate": _annotate, "fail": _fail, "busy": _busy, "unwind_sync": unwind_sync,
-    "unwind_async": unwind_async, "wait_pending": wait_pending, "settle": settle,
+    "unwind_async": unwind_async, "settle": settle,
     "EXIT_GEN": EXIT_GEN, "EXIT_AGEN": EXIT_AGEN, "EXIT_RESOURCE": EXIT_RESOURCE,
-    "asyncio": asyncio, "build_async": build_async,
+    "build_async": build_async,
 }
 
 

@@ -7,18 +7,15 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ._active import ActiveScope, new_scope, request_scope
 from ._graph import check_reachable
-from ._providers import Kind, Provider, classify, display, is_resource
+from ._providers import Kind, Provider, display, is_resource
 from ._resolve import build_async, build_sync, not_found
 from ._scope import Scope
 from ._stats import Instrumentation, Stats
 from .exceptions import ClosedError, RegistrationError, WrongEventLoop
-
-if TYPE_CHECKING:
-    from ._resolve import MISS as _MISS  # noqa: F401
 
 
 class Clock(Protocol):
@@ -133,11 +130,6 @@ class Registry:
             singleton_users(self.singletons).setdefault(cache_key, set()).add(id(self))
         self.invalidate()
         return provider
-
-    def provider_from(self, provides: Any, target: Any, scope: Scope, name: str | None) -> Provider:
-        kind = classify(target)
-        return self.add(provides, target, kind=kind, scope=scope, name=name, eager=False,
-                        critical=True, health_check=None)
 
     def invalidate(self) -> None:
         self.checked.clear()
@@ -330,10 +322,6 @@ class Registry:
         if self.loop is None:
             self.loop = loop
         elif self.loop is not loop:
-            raise WrongEventLoop()
-
-    def check_loop(self) -> None:
-        if self.loop is not None and self.loop is not asyncio.get_running_loop():
             raise WrongEventLoop()
 
 

@@ -167,7 +167,7 @@ def unwind_sync(holder: ActiveScope, mark: int) -> None:
         from ._teardown import report_unwind, run_sync
 
         entries = _take_transients(holder, mark)
-        report_unwind(entries, run_sync(entries, None))
+        report_unwind(run_sync(entries, None))
 
 
 def _take_transients(holder: ActiveScope, mark: int) -> list[Any]:
@@ -316,4 +316,4 @@ async def unwind_async(holder: ActiveScope, mark: int) -> None:
 
         entries = _take_transients(holder, mark)
         errors, _ = await run_async(entries, None, holder._registry.dispose_timeout)
-        report_unwind(entries, errors)
+        report_unwind(errors)

@@ -266,7 +266,7 @@ def tag(p: Provider, error: BaseException) -> BaseException:
     return error
 
 
-def report_unwind(entries: Sequence[Entry], failures: list[Failure]) -> None:
+def report_unwind(failures: list[Failure]) -> None:
     for p, error in failures:
         logger.error(
             "disposing %s after a failed build raised %r", p.display, error, exc_info=error
