@@ -14,7 +14,15 @@
     ├── WrongEventLoop           an async resource used from another event loop
     ├── StartupError             an eager resource failed during start-up
     ├── DisposeTimeout           a finalizer ran past ``dispose_timeout`` and was abandoned
-    └── TeardownError            finalizers failed; an ExceptionGroup of every error
+    ├── TeardownError            finalizers failed; an ExceptionGroup of every error
+    └── ResourceError            a battery's call failed; ``.resource`` names the resource
+        ├── ResourceTimeout      the call ran past its deadline (also a TimeoutError)
+        │   └── PoolTimeout      no connection came free within ``pool_timeout``
+        ├── ResourceUnavailable  the server cannot be reached or the connection was lost
+        │                        (also a ConnectionError); ``.sent`` says whether the
+        │                        request may have reached the server
+        └── CircuitOpen          the circuit breaker is open; ``.retry_after`` seconds
+                                 until it lets a probe through
 
     BaseTeardownError            a BaseExceptionGroup: TeardownError's base, raised itself
                                  when a finalizer raised a BaseException on its own
@@ -34,14 +42,19 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncRequired",
     "BaseTeardownError",
+    "CircuitOpen",
     "ClosedError",
     "DependencyCycle",
     "DependencyNotFound",
     "DisposeTimeout",
     "GraphError",
+    "PoolTimeout",
     "RegistrationError",
     "ResolutionError",
+    "ResourceError",
     "ResourceInitError",
+    "ResourceTimeout",
+    "ResourceUnavailable",
     "ScopeMismatch",
     "ScopeViolation",
     "StartupError",
@@ -323,3 +336,102 @@ class TeardownError(BaseTeardownError, TetherError, ExceptionGroup):
 
     def derive(self, excs: Sequence[Exception]) -> TeardownError:  # type: ignore[override]
         return TeardownError(self.message, excs)
+
+
+def _redact(text: str) -> str:
+    from ._health import redact
+
+    return redact(text)
+
+
+class ResourceError(TetherError):
+    """A call through a battery (HTTP, database, Redis, ...) failed.
+
+    Driver errors are translated into this family where the battery calls the driver,
+    so user code catches one set of types whatever the backend; the driver's own error
+    is kept as ``__cause__``. ``resource`` names the registration, ``detail`` says what
+    happened; neither ever carries a password (URLs are redacted).
+    """
+
+    def __init__(self, resource: str, detail: str) -> None:
+        detail = _redact(detail)
+        super().__init__(resource, detail)
+        self.resource = resource
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.detail}"
+
+
+class ResourceTimeout(ResourceError, TimeoutError):
+    """The call ran past its deadline (``timeout`` seconds) and was cancelled."""
+
+    def __init__(self, resource: str, timeout: float, operation: str = "call") -> None:
+        ResourceError.__init__(
+            self, resource, f"{operation} did not finish within timeout={timeout:g}s"
+        )
+        self.args = (resource, timeout, operation)
+        self.timeout = timeout
+        self.operation = operation
+
+    def __str__(self) -> str:
+        return (
+            f"{self.resource}: {self.detail}. Hint: raise the resource's timeout, or find "
+            f"out why the server is slow (its health and latency are on /health/detailed)."
+        )
+
+
+class PoolTimeout(ResourceTimeout):
+    """Every connection of the pool stayed busy for ``pool_timeout`` seconds.
+
+    The same error for the database, Redis, HTTP and generic pools; ``size`` is the
+    pool's limit when the battery knows it.
+    """
+
+    def __init__(self, resource: str, timeout: float, size: int | None = None) -> None:
+        ResourceError.__init__(
+            self, resource,
+            f"no connection came free within pool_timeout={timeout:g}s"
+            + (f" (pool size {size})" if size is not None else ""),
+        )
+        self.args = (resource, timeout, size)
+        self.timeout = timeout
+        self.operation = "pool checkout"
+        self.size = size
+
+    def __str__(self) -> str:
+        return (
+            f"{self.resource}: {self.detail}. Hint: raise the pool size or pool_timeout, "
+            f"or hold connections for a shorter time (do not keep one across slow awaits)."
+        )
+
+
+class ResourceUnavailable(ResourceError, ConnectionError):
+    """The server could not be reached, refused, or the connection broke mid-call.
+
+    ``sent`` is False only when the request provably never left (a refused or timed-out
+    connect): such a call is safe to retry even when it is not idempotent.
+    """
+
+    def __init__(self, resource: str, detail: str, sent: bool = True) -> None:
+        ResourceError.__init__(self, resource, detail)
+        self.args = (resource, self.detail, sent)
+        self.sent = sent
+
+
+class CircuitOpen(ResourceError):
+    """The resource's circuit breaker is open: calls fail at once without reaching it.
+
+    ``retry_after`` is the number of seconds until the breaker lets one probe call
+    through; ``failures`` is how many failures in a row opened it.
+    """
+
+    def __init__(self, resource: str, retry_after: float, failures: int) -> None:
+        ResourceError.__init__(
+            self, resource,
+            f"circuit open after {failures} failures in a row; the next probe is allowed "
+            f"in {max(retry_after, 0.0):.2f}s",
+        )
+        self.args = (resource, retry_after, failures)
+        self.retry_after = retry_after
+        self.failures = failures
