@@ -418,6 +418,32 @@ class Container(ActiveScope):
             for k in reg.order
         }
 
+    def statistics(self) -> dict[str, Any]:
+        """What each built APP or SINGLETON resource reports about itself.
+
+        For every such instance with a ``statistics()`` method (the batteries' pool and
+        call counters), its return value, keyed by registration. A resource whose
+        ``statistics()`` raises is left out and the error logged.
+        """
+        reg = self._registry
+        out: dict[str, Any] = {}
+        for key in reg.order:
+            p = reg.providers[key]
+            if p.scope is Scope.APP:
+                cache: dict[Any, Any] = self._cache
+            elif p.scope is Scope.SINGLETON:
+                cache = reg.singletons._cache
+            else:
+                continue
+            report = getattr(cache.get(p.cache_key), "statistics", None)
+            if not callable(report):
+                continue
+            try:
+                out[p.display] = report()
+            except Exception:
+                logger.exception("statistics() of %s raised", p.display)
+        return out
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("started" if self._started else "not started")
         return f"<tether.Container {state}, {len(self._registry.providers)} registrations>"

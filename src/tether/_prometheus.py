@@ -16,6 +16,13 @@ What ``/metrics`` serves, in Prometheus text format:
   ``created_total``, ``disposed_total``, ``failed_total``, ``dispose_failed_total``,
   ``init_seconds_total``, ``active`` and ``peak``, read from ``container.metrics()``
   at scrape time.
+- ``tether_resource_*`` for every built APP or SINGLETON resource whose
+  ``statistics()`` returns a dataclass (the batteries: pool sizes, calls, failures,
+  latency), labelled ``resource``: a field ending in ``_total`` is a counter, any
+  other number a gauge, a mapping of numbers (``failures_by_kind``) one series per
+  ``kind``; other fields are left out. Read from ``container.statistics()`` at
+  scrape time; in multiprocess mode they are the answering worker's own, with a
+  ``pid`` label.
 
 Each app gets a ``CollectorRegistry`` of its own, so two apps in one process (or one
 test after another) never share series.
@@ -37,9 +44,11 @@ apps in one worker would write the same series.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from enum import Enum
 from itertools import accumulate
 from time import perf_counter
 from typing import Any, Literal
@@ -136,6 +145,57 @@ class RegistrationCollector(Collector):
                 gauge.add_metric(_labels(m), getattr(m, field))
             families.append(gauge)
         return families
+
+
+class StatisticsCollector(Collector):
+    """Reads ``container.statistics()`` at each scrape."""
+
+    def __init__(self, container: Container, pid: bool = False) -> None:
+        self.container = container
+        self.pid = str(os.getpid()) if pid else None
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+        extra = () if self.pid is None else (self.pid,)
+        names = ("resource",) if self.pid is None else ("resource", "pid")
+        for resource, stats in self.container.statistics().items():
+            if not dataclasses.is_dataclass(stats) or isinstance(stats, type):
+                continue
+            for f in dataclasses.fields(stats):
+                value = getattr(stats, f.name)
+                if isinstance(value, Mapping):
+                    numbers = {str(k): v for k, v in value.items() if _number(v)}
+                    family = _family(families, f.name, (*names, "kind"))
+                    for kind, v in numbers.items():
+                        family.add_metric((resource, *extra, kind), float(v))
+                elif _number(value):
+                    _family(families, f.name, names).add_metric((resource, *extra),
+                                                                float(value))
+        return list(families.values())
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, Enum)
+
+
+def _family(
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily], field: str,
+    labels: Sequence[str],
+) -> CounterMetricFamily | GaugeMetricFamily:
+    found = families.get(field)
+    if found is not None:
+        return found
+    text = f"{field} from the resources' statistics()."
+    family: CounterMetricFamily | GaugeMetricFamily
+    if field.endswith("_total"):
+        family = CounterMetricFamily(f"tether_resource_{field[:-6]}", text, labels=labels)
+    else:
+        family = GaugeMetricFamily(f"tether_resource_{field}", text, labels=labels)
+    families[field] = family
+    return family
 
 
 class _SharedRegistrations:
@@ -280,12 +340,14 @@ class PrometheusMetrics:
         if self.multiprocess:
             self.observe = _SharedRequests(buckets).observe
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            self.registry.register(StatisticsCollector(container, pid=True))
             self.shared = _SharedRegistrations(container, sync_interval)
         else:
             local = _LocalRequests(buckets)
             self.observe = local.observe
             self.registry.register(local)
             self.registry.register(RegistrationCollector(container))
+            self.registry.register(StatisticsCollector(container))
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)

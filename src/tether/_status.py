@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import html
 import logging
@@ -24,6 +25,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 try:
@@ -149,10 +151,14 @@ class StatusSource:
             }
             for name, m in self.container.metrics().items()
         }
+        numbers = {
+            name: _numbers(stats) for name, stats in self.container.statistics().items()
+        }
         resources = {}
         for name, check in report.resources.items():
             entry = check.to_dict()
             entry["metrics"] = counters.get(name)
+            entry["statistics"] = numbers.get(name)
             entry["history"] = [s.to_dict() for s in self.history.of(name)]
             resources[name] = entry
         return {
@@ -316,6 +322,10 @@ function ms(seconds) {
   return (v / 1000).toFixed(2) + " s";
 }
 
+function first(obj, keys) {
+  for (const k of keys) if (typeof obj[k] === "number") return obj[k];
+  return undefined;
+}
 function verdict(h) { return h === true ? "true" : h === false ? "false" : "unknown"; }
 
 function makeRow(name) {
@@ -405,9 +415,17 @@ function render(data) {
     c.sub.textContent = r.scope + (r.critical ? " \\u00b7 critical" : "");
     sparkline(c.svg, r.history, data.checked_at, data.history_seconds);
     c.now.textContent = ms(r.response_time);
-    const m = r.metrics;
-    c.pool.textContent = m ? m.active + " / " + m.peak : "\\u2013";
-    c.pool.title = m ? "active / peak; created " + m.created + ", failed " + m.failed : "";
+    const m = r.metrics, st = r.statistics;
+    const used = st ? first(st, ["in_use", "checked_out", "active"]) : undefined;
+    const size = st ? first(st, ["max_size", "size", "max_connections"]) : undefined;
+    if (used !== undefined && size !== undefined) {
+      c.pool.textContent = used + " / " + size;
+      c.pool.title = "in use / pool size; " + Object.entries(st).map(
+        ([k, v]) => k + " " + v).join(", ");
+    } else {
+      c.pool.textContent = m ? m.active + " / " + m.peak : "\\u2013";
+      c.pool.title = m ? "active / peak; created " + m.created + ", failed " + m.failed : "";
+    }
     c.errors.replaceChildren(el("span", "num", String(r.error_count)));
     if (r.last_error) {
       const e = el("span", "error", r.last_error);
@@ -481,7 +499,7 @@ _PAGE = """<!doctype html>
 <h2>Resources</h2>
 <table id="resources">
 <thead><tr><th>Resource</th><th>State</th><th>Latency, last {window}</th><th>Last check</th>
-<th>Active / peak</th><th>Errors</th></tr></thead>
+<th>In use</th><th>Errors</th></tr></thead>
 <tbody></tbody>
 </table>
 <p id="empty" class="empty" hidden>No resource has a health check.</p>
@@ -496,6 +514,18 @@ _PAGE = """<!doctype html>
 </body>
 </html>
 """
+
+
+def _numbers(stats: Any) -> dict[str, float] | None:
+    """The plain number fields of a resource's ``statistics()`` dataclass."""
+    if not dataclasses.is_dataclass(stats) or isinstance(stats, type):
+        return None
+    out: dict[str, float] = {}
+    for f in dataclasses.fields(stats):
+        value = getattr(stats, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool | Enum):
+            out[f.name] = value
+    return out
 
 
 def _span(seconds: float) -> str:

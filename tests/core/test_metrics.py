@@ -428,3 +428,68 @@ def test_several_instrumentations_each_receive_every_event() -> None:
 
     assert [n for n, _, _ in first.created] == ["Engine"]
     assert [n for n, _, _ in second.created] == ["Engine"]
+
+
+# -- statistics(): what built resources report about themselves ----------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolNumbers:
+    in_use: int
+    calls_total: int
+
+
+class Reporting:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def statistics(self) -> PoolNumbers:
+        return PoolNumbers(in_use=1, calls_total=self.calls)
+
+
+class Broken:
+    def statistics(self) -> PoolNumbers:
+        raise RuntimeError("no numbers today")
+
+
+async def test_statistics_lists_built_app_resources_that_report() -> None:
+    container = Container()
+    container.bind(Reporting, name="a")
+    container.bind(Reporting, name="b")
+    async with container:
+        assert container.statistics() == {}
+        a = await container.aget(Reporting, name="a")
+        a.calls = 7
+        assert container.statistics() == {"Reporting[a]": PoolNumbers(in_use=1, calls_total=7)}
+
+
+async def test_statistics_skips_request_scoped_and_non_reporting_instances() -> None:
+    container = Container()
+    container.bind(Reporting, scope=Scope.REQUEST)
+    container.bind(C)
+    async with container:
+        await container.aget(C)
+        async with container.scope() as request:
+            await request.aget(Reporting)
+            assert container.statistics() == {}
+
+
+async def test_a_statistics_method_that_raises_is_left_out_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    container = Container()
+    container.bind(Broken)
+    container.bind(Reporting)
+    async with container:
+        await container.aget(Broken)
+        await container.aget(Reporting)
+        assert list(container.statistics()) == ["Reporting"]
+    assert "statistics() of Broken raised" in caplog.text
+
+
+async def test_statistics_is_empty_after_close() -> None:
+    container = Container()
+    container.bind(Reporting)
+    async with container:
+        await container.aget(Reporting)
+    assert container.statistics() == {}

@@ -3,6 +3,7 @@ latency by route template, one registry per app, and multiprocess mode."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -129,6 +130,40 @@ def test_registration_metrics_are_read_at_scrape_time() -> None:
     session = {"registration": "Session", "scope": "request"}
     assert value(before, "tether_registration_created_total", **session) == 1
     assert value(after, "tether_registration_created_total", **session) == 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientNumbers:
+    requests_total: int
+    in_use: int
+    failures_by_kind: dict[str, int]
+    state: str
+    ratio: float
+
+
+class Client:
+    """An APP resource that reports statistics(), as the batteries do."""
+
+    def statistics(self) -> ClientNumbers:
+        return ClientNumbers(requests_total=5, in_use=2,
+                             failures_by_kind={"PoolTimeout": 1, "ResourceTimeout": 3},
+                             state="closed", ratio=0.5)
+
+
+def test_resource_statistics_become_counters_gauges_and_kinds() -> None:
+    container = make_container()
+    container.bind(Client, name="api", eager=True)
+    with TestClient(make_app(container)) as client:
+        samples = scrape(client)
+    resource = {"resource": "Client[api]"}
+    assert value(samples, "tether_resource_requests_total", **resource) == 5
+    assert value(samples, "tether_resource_in_use", **resource) == 2
+    assert value(samples, "tether_resource_ratio", **resource) == 0.5
+    assert value(samples, "tether_resource_failures_by_kind", kind="PoolTimeout",
+                 **resource) == 1
+    assert value(samples, "tether_resource_failures_by_kind", kind="ResourceTimeout",
+                 **resource) == 3
+    assert not [n for n, _, _ in samples if n == "tether_resource_state"]
 
 
 # -- request metrics: bounded labels --------------------------------------------------

@@ -4,6 +4,7 @@ the page itself in headless Chromium against a real uvicorn on loopback."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import hashlib
 import re
@@ -44,11 +45,22 @@ class Switch:
         self.checks = 0
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolNumbers:
+    in_use: int
+    size: int
+    checkouts_total: int
+
+
 @resource
 class Database:
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
         self.open = False
+        self.in_use = self.checkouts = 0
+
+    def statistics(self) -> PoolNumbers:
+        return PoolNumbers(in_use=self.in_use, size=5, checkouts_total=self.checkouts)
 
     async def initialize(self) -> None:
         self.open = True
@@ -77,7 +89,12 @@ def make_app(**options: Any) -> tuple[FastAPI, Switch]:
 
     @container.provide(scope=Scope.REQUEST)
     async def connection(database: Database) -> AsyncIterator[Connection]:
-        yield Connection(database)  # checked out for the request, returned after it
+        database.in_use += 1
+        database.checkouts += 1
+        try:
+            yield Connection(database)  # checked out for the request, returned after it
+        finally:
+            database.in_use -= 1
 
     app = FastAPI()
     install(app, container, status_prefix=None)  # the router below, with test options
@@ -113,7 +130,7 @@ def test_status_json_reports_health_metrics_and_history_per_resource() -> None:
     db = body["resources"]["Database"]
     assert set(db) == {
         "name", "scope", "critical", "healthy", "response_time", "error_count", "last_error",
-        "checked_at", "uptime", "metrics", "history",
+        "checked_at", "uptime", "metrics", "statistics", "history",
     }
     assert db["healthy"] is True
     assert db["scope"] == "APP"
@@ -122,6 +139,7 @@ def test_status_json_reports_health_metrics_and_history_per_resource() -> None:
     assert db["error_count"] == 0
     assert db["last_error"] is None
     assert db["metrics"] == {"scope": "APP", "active": 1, "peak": 1, "created": 1, "failed": 0}
+    assert db["statistics"] == {"in_use": 0, "size": 5, "checkouts_total": 1}
     assert db["history"] == [
         {"at": db["checked_at"], "response_time": db["response_time"], "healthy": True}
     ]
@@ -407,7 +425,7 @@ def test_the_page_shows_a_resource_turn_red_when_it_breaks(
         row = _row(browser, "Database")
         assert _dot_color(row) == GREEN
         assert browser.find_element(By.ID, "overall").text == "healthy"
-        assert "1 / 1" in row.text  # active / peak
+        assert "0 / 5" in row.text  # in use / pool size, from statistics()
         assert browser.find_element(
             By.CSS_SELECTOR, 'tr[data-registration="Connection"]').text.split()[1:] == [
             "REQUEST", "0", "1", "3", "0"]
