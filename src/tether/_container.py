@@ -320,6 +320,16 @@ class Container(ActiveScope):
             await scope.aclose()
         return len(expired)
 
+    async def end_session(self, session_id: str) -> bool:
+        """Dispose the SESSION scope of ``session_id`` now (a logout, a rotated session
+        id); return whether one was open. A later request with that id starts afresh."""
+        scope = self._registry.sessions.get(session_id)
+        if scope is None:
+            return False
+        self._registry.forget_session(scope)
+        await scope.aclose()
+        return True
+
     async def aclose(self, exc: BaseException | None = None) -> None:
         """Dispose everything: open scopes first, then APP, then SINGLETONs no other
         container uses. Every finalizer runs; errors come back together."""

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 from asyncio import current_task
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from http import HTTPStatus
@@ -80,6 +80,9 @@ ERROR_KEY = "tether.error"  # what the endpoint raised, even if a handler answer
 
 logger = logging.getLogger("tether")
 
+
+SessionValidator = Callable[[str, HTTPConnection], Awaitable[str | None]]
+"""Checks a session id from a request: the id to use, or None to ignore it."""
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("tether_request_id", default=None)
 """The id of the request being served, for logs (see ``RequestIdFilter``)."""
@@ -138,7 +141,10 @@ class TetherMiddleware:
     bodies; and while the app drains at shutdown it answers new requests with 503.
 
     With ``session_cookie`` or ``session_header``, a request that carries a session id
-    runs its REQUEST scope inside the SESSION scope for that id.
+    runs its REQUEST scope inside the SESSION scope for that id. ``validate_session``
+    (e.g. server-side sessions from ``tether.security``) is asked first: it returns the
+    id to use, or None for an unknown, expired or stolen one, which then gets no
+    SESSION scope.
     """
 
     def __init__(
@@ -151,8 +157,10 @@ class TetherMiddleware:
         request_id_header: str = "X-Request-ID",
         gate: Gate | None = None,
         open_while_draining: Iterable[str] = (),
+        validate_session: SessionValidator | None = None,
     ) -> None:
         self.app = app
+        self.validate_session = validate_session
         # Paths still served during a drain, such as the liveness probe: a probe that
         # failed there would get the process killed before its requests finished.
         self.open_while_draining = frozenset(open_while_draining)
@@ -180,6 +188,8 @@ class TetherMiddleware:
         tasks.add(task)  # type: ignore[arg-type]
         try:
             session_id = self._session_id(scope) if self.sessions else None
+            if session_id is not None and self.validate_session is not None:
+                session_id = await self.validate_session(session_id, HTTPConnection(scope))
             if session_id is None:
                 await self._serve(self.container.scope(), scope, receive, send)
             else:
@@ -476,6 +486,7 @@ def install(
     error_handlers: bool = True,
     metrics_path: str | None = "/metrics",
     status_prefix: str | None = "/status",
+    validate_session: SessionValidator | None = None,
 ) -> None:
     """Wire ``container`` into ``app``.
 
@@ -493,6 +504,9 @@ def install(
       request latency by route template) unless ``metrics_path=None``;
     - ``/status``, a live status page (and ``/status.json``), unless
       ``status_prefix=None``.
+
+    ``session_cookie`` / ``session_header`` name where a session id comes from (see
+    ``TetherMiddleware``); ``validate_session`` checks it first.
     """
     if getattr(app.state, "tether_container", None) is not None:
         raise RuntimeError("install() was already called for this app")
@@ -514,6 +528,7 @@ def install(
         request_id_header=request_id_header,
         gate=gate,
         open_while_draining=[f"{health_prefix}/live"] if health_prefix is not None else [],
+        validate_session=validate_session,
     )
     if metrics_path is not None:
         from ._prometheus import install_metrics

@@ -284,3 +284,22 @@ def test_sync_session_block_keeps_the_session_open() -> None:
             first = session.get(Basket)
         with container.scope(Scope.SESSION, session_id="s1") as session:
             assert session.get(Basket) is first
+
+
+async def test_end_session_disposes_that_sessions_resources_at_once() -> None:
+    closed: list[str] = []
+    container = Container()
+
+    @container.provide(scope=Scope.SESSION)
+    async def cart() -> AsyncIterator[list[str]]:
+        yield []
+        closed.append("cart")
+
+    async with container:
+        async with container.scope(Scope.SESSION, session_id="s1") as session:
+            first = await session.aget(list[str])
+        assert await container.end_session("s1") is True
+        assert closed == ["cart"]
+        assert await container.end_session("s1") is False
+        async with container.scope(Scope.SESSION, session_id="s1") as session:
+            assert await session.aget(list[str]) is not first

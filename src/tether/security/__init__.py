@@ -29,6 +29,14 @@ from ._auth import (
     UserStore,
 )
 from ._errors import InvalidCredentials, InvalidToken, NotAllowed, SecurityError
+from ._sessions import (
+    MemorySessionStore,
+    Session,
+    SessionConfig,
+    Sessions,
+    SessionStats,
+    SessionStore,
+)
 from ._stores import MemoryTokenStore, TokenStore
 from ._tokens import Claims, TokenConfig, TokenPair, Tokens, TokenStats
 
@@ -37,6 +45,7 @@ __all__ = [
     "Claims",
     "InvalidCredentials",
     "InvalidToken",
+    "MemorySessionStore",
     "MemoryTokenStore",
     "MemoryUsers",
     "NotAllowed",
@@ -44,6 +53,11 @@ __all__ = [
     "Permissions",
     "Principal",
     "SecurityError",
+    "Session",
+    "SessionConfig",
+    "SessionStats",
+    "SessionStore",
+    "Sessions",
     "TokenConfig",
     "TokenPair",
     "TokenStats",

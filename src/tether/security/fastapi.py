@@ -14,21 +14,34 @@ route requires. The bearer scheme appears in the OpenAPI schema.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 try:
     from fastapi import Depends, HTTPException
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.requests import HTTPConnection
 except ImportError:
     raise ImportError(
         "tether.security.fastapi needs the 'fastapi' extra: pip install 'tether[fastapi]'"
     ) from None
 
-from ..fastapi import dependency
+from .._container import Container
+from ..fastapi import SessionValidator, dependency
 from ._auth import Authenticator, Principal
 from ._errors import InvalidToken, NotAllowed
+from ._sessions import Session, Sessions
 
-__all__ = ["authenticated", "require_permission", "require_roles", "require_scopes"]
+__all__ = [
+    "authenticated",
+    "current_session",
+    "require_permission",
+    "require_roles",
+    "require_scopes",
+    "require_session",
+    "session_validator",
+]
+
+SESSION_KEY = "tether.session"  # where the validated Session sits in the ASGI scope
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from the login route.")
 
@@ -84,3 +97,42 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
 def require_permission(*permissions: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller's roles must grant every one of ``permissions``."""
     return _requiring(lambda p: p.require_permission(*permissions), "permission")
+
+
+def session_validator(container: Container, name: str | None = None) -> SessionValidator:
+    """For ``install(app, container, session_cookie=..., validate_session=...)``: only
+    ids the container's ``Sessions`` knows (alive, and from the same client when
+    binding is on) open a SESSION scope; the ``Session`` is kept for
+    ``current_session``. When a session ends (logout, rotation, timeout seen on a
+    request), the container's SESSION scope for its id is disposed."""
+    found: list[Sessions] = []
+
+    async def validate(session_id: str, connection: HTTPConnection) -> str | None:
+        if not found:
+            sessions = await container.aget(Sessions, name)
+            sessions.on_end(container.end_session)
+            found.append(sessions)
+        client = connection.client
+        session = await found[0].get(session_id, ip=client.host if client else None,
+                                     user_agent=connection.headers.get("user-agent"))
+        if session is None:
+            return None
+        connection.scope[SESSION_KEY] = session
+        return session.id
+
+    return validate
+
+
+def current_session(connection: HTTPConnection) -> Session | None:
+    """The request's validated server-side session, or None."""
+    found: Any = connection.scope.get(SESSION_KEY)
+    return found if isinstance(found, Session) else None
+
+
+def require_session(
+    session: Annotated[Session | None, Depends(current_session)],
+) -> Session:
+    """The request's session; 401 when there is none (or it ended)."""
+    if session is None:
+        raise HTTPException(401, "no valid session")
+    return session
