@@ -29,6 +29,16 @@ from ._auth import (
     UserStore,
 )
 from ._errors import InvalidCredentials, InvalidToken, NotAllowed, SecurityError
+from ._ratelimit import (
+    MemoryRateLimits,
+    RateLimit,
+    RateLimitBackend,
+    RateLimiter,
+    RateLimiterConfig,
+    RateLimiterStats,
+    RateLimitResult,
+    RedisRateLimits,
+)
 from ._sessions import (
     MemorySessionStore,
     Session,
@@ -45,6 +55,7 @@ __all__ = [
     "Claims",
     "InvalidCredentials",
     "InvalidToken",
+    "MemoryRateLimits",
     "MemorySessionStore",
     "MemoryTokenStore",
     "MemoryUsers",
@@ -52,6 +63,13 @@ __all__ = [
     "PasswordHasher",
     "Permissions",
     "Principal",
+    "RateLimit",
+    "RateLimitBackend",
+    "RateLimitResult",
+    "RateLimiter",
+    "RateLimiterConfig",
+    "RateLimiterStats",
+    "RedisRateLimits",
     "SecurityError",
     "Session",
     "SessionConfig",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 try:
-    from fastapi import Depends, HTTPException
+    from fastapi import Depends, HTTPException, Request, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from starlette.requests import HTTPConnection
 except ImportError:
@@ -29,11 +29,13 @@ from .._container import Container
 from ..fastapi import SessionValidator, dependency
 from ._auth import Authenticator, Principal
 from ._errors import InvalidToken, NotAllowed
+from ._ratelimit import RateLimit, RateLimiter
 from ._sessions import Session, Sessions
 
 __all__ = [
     "authenticated",
     "current_session",
+    "rate_limit",
     "require_permission",
     "require_roles",
     "require_scopes",
@@ -136,3 +138,67 @@ def require_session(
     if session is None:
         raise HTTPException(401, "no valid session")
     return session
+
+
+Per = Callable[[Request], str]
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limit(limit: str | RateLimit, *, per: str | Per = "ip",
+               limiter: str | None = None) -> Callable[..., Awaitable[None]]:
+    """A dependency that counts the request against ``limit`` ("100/minute").
+
+    ``per`` picks whose budget it spends: ``"ip"`` (the client address), ``"user"``
+    (the authenticated subject; 401 without a token), ``"route"`` (one budget for
+    everybody), or a function of the request. Budgets are per route. An allowed request
+    gets ``RateLimit-Limit/Remaining/Reset`` headers; a refused one 429 with
+    ``Retry-After``; when the backend is down, a fail-closed limiter answers 503.
+    """
+    rule = RateLimit.parse(limit) if isinstance(limit, str) else limit
+    if per not in ("ip", "user", "route") and not callable(per):
+        raise ValueError(f"rate_limit(per={per!r}): use 'ip', 'user', 'route' or a "
+                         f"function of the request")
+
+    async def identity(request: Request) -> str:
+        if per == "ip":
+            return _client_ip(request)
+        if per == "route":
+            return "*"
+        if per == "user":
+            auth = await _authenticator(request)
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise _unauthorized("not authenticated")
+            try:
+                return (await auth.principal(token)).subject
+            except InvalidToken as error:
+                raise _unauthorized("invalid token") from error
+        return str(per(request))  # type: ignore[operator]
+
+    async def check(request: Request, response: Response) -> None:
+        from ..fastapi import current_scope
+
+        who = await identity(request)
+        route = getattr(request.scope.get("route"), "path", request.url.path)
+        rl: RateLimiter = await current_scope(request).aget(RateLimiter, limiter)
+        result = await rl.hit(f"{route}|{who}", rule)
+        if result.backend_failed and not result.allowed:
+            raise HTTPException(503, "rate limiter unavailable",
+                                headers={"Retry-After": "1"})
+        if not result.allowed:
+            raise HTTPException(429, "too many requests", headers=result.headers())
+        response.headers.update(result.headers())
+
+    check.__qualname__ = check.__name__ = "rate_limit"
+    return check
+
+
+async def _authenticator(request: Request) -> Authenticator:
+    from ..fastapi import current_scope
+
+    found: Authenticator = await current_scope(request).aget(Authenticator)
+    return found

@@ -1,0 +1,38 @@
+"""An app whose one route allows 100 requests a minute, counted on the Redis at
+``REDIS_URL``: served by several uvicorn workers in the cross-process test."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import Depends, FastAPI
+
+from tether import Container
+from tether.fastapi import install
+from tether.resources.redis import RedisClient, RedisConfig
+from tether.security import RateLimiter, RateLimiterConfig, RedisRateLimits
+from tether.security.fastapi import rate_limit
+
+container = Container()
+container.bind(RedisConfig, RedisConfig(name="redis", url=os.environ["REDIS_URL"],
+                                        timeout=2.0))
+container.bind(RedisClient, eager=True)
+
+
+@container.provide
+def limiter(redis: RedisClient) -> RateLimiter:
+    return RateLimiter(RateLimiterConfig(fail_open=False), RedisRateLimits(redis))
+
+
+app = FastAPI()
+install(app, container, metrics_path=None, status_prefix=None)
+
+
+@app.get("/limited", dependencies=[Depends(rate_limit("100/minute", per="route"))])
+async def limited() -> dict[str, int]:
+    return {"pid": os.getpid()}
+
+
+@app.get("/pid")
+async def pid() -> dict[str, int]:
+    return {"pid": os.getpid()}
