@@ -41,13 +41,14 @@ from ._ratelimit import (
 )
 from ._sessions import (
     MemorySessionStore,
+    RedisSessionStore,
     Session,
     SessionConfig,
     Sessions,
     SessionStats,
     SessionStore,
 )
-from ._stores import MemoryTokenStore, TokenStore
+from ._stores import MemoryTokenStore, RedisTokenStore, TokenStore
 from ._tokens import Claims, TokenConfig, TokenPair, Tokens, TokenStats
 
 __all__ = [
@@ -70,6 +71,8 @@ __all__ = [
     "RateLimiterConfig",
     "RateLimiterStats",
     "RedisRateLimits",
+    "RedisSessionStore",
+    "RedisTokenStore",
     "SecurityError",
     "Session",
     "SessionConfig",

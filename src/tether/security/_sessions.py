@@ -11,12 +11,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .._providers import resource
 from ..exceptions import ClosedError
+
+if TYPE_CHECKING:
+    from ..resources.redis import RedisClient
 
 
 class SessionConfig(BaseModel):
@@ -116,6 +119,37 @@ class MemorySessionStore:
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+class RedisSessionStore:
+    """Sessions on Redis, shared by every process; each record expires with its
+    session (the idle timeout, capped by what is left of the absolute one)."""
+
+    def __init__(self, redis: RedisClient, *, prefix: str = "tether:session:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    async def load(self, key: str) -> dict[str, Any] | None:
+        raw = await self.redis.call(lambda r: r.get(self.prefix + key), idempotent=True)
+        if raw is None:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        return record
+
+    async def save(self, key: str, record: dict[str, Any], ttl: float) -> None:
+        data = json.dumps(record)
+        await self.redis.call(
+            lambda r: r.set(self.prefix + key, data, px=max(1, int(ttl * 1000))),
+            idempotent=True)
+
+    async def delete(self, key: str) -> None:
+        await self.redis.call(lambda r: r.delete(self.prefix + key), idempotent=True)
+
+    async def dispose(self) -> None:
+        return None  # the RedisClient is the container's to close
+
+    async def ping(self) -> None:
+        await self.redis.ping()
 
 
 def _key(session_id: str) -> str:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..resources.redis import RedisClient
 
 _REVOKED = "revoked"
 
@@ -81,3 +84,60 @@ class MemoryTokenStore:
             return True
         current = self._families.get(family)
         return current is not None and current[0] == _REVOKED and current[1] > now
+
+
+# Compare-and-set of a family's current refresh-token id: of two refreshes racing with
+# one token, exactly one sees its id and moves the family on.
+_ROTATE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+class RedisTokenStore:
+    """Revocations and refresh families on Redis, shared by every process. Keys expire
+    with the tokens they describe. Writes are not retried once sent."""
+
+    def __init__(self, redis: RedisClient, *, prefix: str = "tether:tokens:") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._rotate: Any = None
+
+    async def initialize(self) -> None:
+        await self.redis.ping()
+
+    async def dispose(self) -> None:
+        return None  # the RedisClient is the container's to close
+
+    async def start_family(self, family: str, refresh_id: str, ttl: float) -> None:
+        key = self.prefix + "fam:" + family
+        await self.redis.call(lambda r: r.set(key, refresh_id, px=_ms(ttl)), idempotent=True)
+
+    async def rotate(self, family: str, expected: str, new: str, ttl: float) -> bool:
+        if self._rotate is None:
+            self._rotate = self.redis.client.register_script(_ROTATE)
+        script, key = self._rotate, self.prefix + "fam:" + family
+        done = await self.redis.call(
+            lambda r: script(keys=[key], args=[expected, new, _ms(ttl)], client=r),
+            idempotent=False)
+        return bool(done)
+
+    async def revoke_family(self, family: str, ttl: float) -> None:
+        key = self.prefix + "fam:" + family
+        await self.redis.call(lambda r: r.set(key, _REVOKED, px=_ms(ttl)), idempotent=True)
+
+    async def revoke(self, token_id: str, ttl: float) -> None:
+        key = self.prefix + "jti:" + token_id
+        await self.redis.call(lambda r: r.set(key, "1", px=_ms(ttl)), idempotent=True)
+
+    async def is_revoked(self, token_id: str, family: str) -> bool:
+        keys = [self.prefix + "jti:" + token_id, self.prefix + "fam:" + family]
+        revoked, current = await self.redis.call(lambda r: r.mget(keys), idempotent=True)
+        return revoked is not None or current in (_REVOKED, _REVOKED.encode())
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
