@@ -9,6 +9,7 @@ import pytest
 
 import tether
 import tether.exceptions
+import tether.settings
 import tether.testing
 from tether.exceptions import BaseTeardownError, TeardownError, TetherError
 
@@ -52,7 +53,11 @@ EXCEPTION_EXPORTS = {
 
 TESTING_EXPORTS = {"FakeClock", "assert_no_leaks", "find_leaks", "overrides"}
 
-PUBLIC_MODULES = [tether, tether.exceptions, tether.testing]
+SETTINGS_EXPORTS = {
+    "ConfigFile", "Rule", "Settings", "SettingsError", "SettingsProblem", "load_file",
+}
+
+PUBLIC_MODULES = [tether, tether.exceptions, tether.testing, tether.settings]
 
 
 @pytest.mark.parametrize(
@@ -61,6 +66,7 @@ PUBLIC_MODULES = [tether, tether.exceptions, tether.testing]
         (tether, ROOT_EXPORTS),
         (tether.exceptions, EXCEPTION_EXPORTS),
         (tether.testing, TESTING_EXPORTS),
+        (tether.settings, SETTINGS_EXPORTS),
     ],
     ids=lambda v: v.__name__ if isinstance(v, types.ModuleType) else "",
 )
@@ -78,7 +84,10 @@ def test_every_name_in_all_exists(module: types.ModuleType) -> None:
 
 def test_package_root_exposes_no_public_name_outside_all() -> None:
     # Like httpx's test_exported_members: a new public name must be added on purpose.
-    public_modules = {"exceptions", "testing", "fastapi", "demo", "cli"}  # public submodules
+    public_modules = {  # public submodules
+        "exceptions", "testing", "fastapi", "demo", "cli", "settings", "resilience",
+        "resources", "security", "cache",
+    }
     stray = [
         name
         for name in dir(tether)
