@@ -15,14 +15,24 @@
     ├── StartupError             an eager resource failed during start-up
     ├── DisposeTimeout           a finalizer ran past ``dispose_timeout`` and was abandoned
     ├── TeardownError            finalizers failed; an ExceptionGroup of every error
-    └── ResourceError            a battery's call failed; ``.resource`` names the resource
-        ├── ResourceTimeout      the call ran past its deadline (also a TimeoutError)
-        │   └── PoolTimeout      no connection came free within ``pool_timeout``
-        ├── ResourceUnavailable  the server cannot be reached or the connection was lost
-        │                        (also a ConnectionError); ``.sent`` says whether the
-        │                        request may have reached the server
-        └── CircuitOpen          the circuit breaker is open; ``.retry_after`` seconds
-                                 until it lets a probe through
+    ├── ResourceError            a battery's call failed; ``.resource`` names the resource
+    │   ├── ResourceTimeout      the call ran past its deadline (also a TimeoutError)
+    │   │   └── PoolTimeout      no connection came free within ``pool_timeout``
+    │   ├── ResourceUnavailable  the server cannot be reached or the connection was lost
+    │   │                        (also a ConnectionError); ``.sent`` says whether the
+    │   │                        request may have reached the server
+    │   └── CircuitOpen          the circuit breaker is open; ``.retry_after`` seconds
+    │                            until it lets a probe through
+    ├── CryptoError              a crypto backend refused an input or an operation;
+    │   │                        ``.resource`` names the backend
+    │   ├── DecryptionError      an envelope failed to authenticate: one message for
+    │   │                        every kind of tampering, never partial plaintext
+    │   ├── InvalidSignature     a signature does not match its data (one message)
+    │   └── UnknownKey           a key id that is not in the key ring (also a LookupError)
+    └── SecurityError            the security kit refused a caller
+        ├── InvalidToken         a token failed a check; ``.reason`` says which (for logs)
+        ├── InvalidCredentials   a login failed: one error whatever was wrong
+        └── NotAllowed           authenticated, but lacking a scope, role or permission
 
     BaseTeardownError            a BaseExceptionGroup: TeardownError's base, raised itself
                                  when a finalizer raised a BaseException on its own
@@ -44,10 +54,16 @@ __all__ = [
     "BaseTeardownError",
     "CircuitOpen",
     "ClosedError",
+    "CryptoError",
+    "DecryptionError",
     "DependencyCycle",
     "DependencyNotFound",
     "DisposeTimeout",
     "GraphError",
+    "InvalidCredentials",
+    "InvalidSignature",
+    "InvalidToken",
+    "NotAllowed",
     "PoolTimeout",
     "RegistrationError",
     "ResolutionError",
@@ -57,9 +73,11 @@ __all__ = [
     "ResourceUnavailable",
     "ScopeMismatch",
     "ScopeViolation",
+    "SecurityError",
     "StartupError",
     "TeardownError",
     "TetherError",
+    "UnknownKey",
     "WrongEventLoop",
 ]
 
@@ -435,3 +453,93 @@ class CircuitOpen(ResourceError):
         self.args = (resource, retry_after, failures)
         self.retry_after = retry_after
         self.failures = failures
+
+
+class CryptoError(TetherError):
+    """A crypto backend refused an input or an operation; ``resource`` names the backend."""
+
+    def __init__(self, resource: str, detail: str) -> None:
+        super().__init__(resource, detail)
+        self.resource = resource
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.resource}: {self.detail}"
+
+
+class DecryptionError(CryptoError):
+    """An envelope did not authenticate under the backend's keys.
+
+    Every cause reads the same (a flipped byte, a wrong tag, wrong associated data, a
+    truncated envelope, an unknown or retired key id, bad CBC padding behind a valid
+    MAC), so the error tells an attacker nothing; no plaintext is ever returned.
+    """
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(
+            resource,
+            "decryption failed: the envelope is damaged or forged, was sealed with "
+            "different associated data, or under a key this backend does not hold",
+        )
+        self.args = (resource,)
+
+
+class InvalidSignature(CryptoError):
+    """A signature does not match its data under the backend's keys (one message for
+    every cause: changed data, changed signature, unknown or retired key id)."""
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(
+            resource,
+            "signature verification failed: the data or the signature was changed, or "
+            "it was signed with a key this backend does not hold",
+        )
+        self.args = (resource,)
+
+
+class UnknownKey(CryptoError, LookupError):
+    """A key operation named a key id that is not in the key ring (``key_id``)."""
+
+    def __init__(self, resource: str, key_id: str) -> None:
+        super().__init__(
+            resource,
+            f"no key with id {key_id!r} in the key ring. Hint: crypto.key_ids lists "
+            f"the keys it holds; a retired key is gone for good",
+        )
+        self.args = (resource, key_id)
+        self.key_id = key_id
+
+
+class SecurityError(TetherError):
+    """Base of the security kit's refusals (``tether.security``)."""
+
+
+class InvalidToken(SecurityError):
+    """A token was refused: bad signature, algorithm, key id, type or claims, expired,
+    revoked, or reused. ``reason`` says which, for logs; HTTP answers say only 401."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"invalid token: {self.reason}"
+
+
+class InvalidCredentials(SecurityError):
+    """A login with an unknown user, a wrong password or a disabled account: one error
+    for all three, so an answer never tells which names exist."""
+
+    def __init__(self) -> None:
+        super().__init__("wrong username or password")
+
+
+class NotAllowed(SecurityError):
+    """Authenticated, but without the scope, role or permission asked for (HTTP 403)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"not allowed: {self.reason}"

@@ -11,4 +11,5 @@ calls under the ``tether.resilience`` policy its config describes.
     tether.resources.websocket  WebSocketClient  (extra: websocket)
     tether.resources.grpc       GRPCChannel      (extra: grpc)
     tether.resources.pool       Pool, FileHandles (no extra)
+    tether.resources.crypto     Crypto           (extra: crypto)
 """
