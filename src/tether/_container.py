@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -162,6 +163,30 @@ class Container(ActiveScope):
             dependency, target, kind=kind, scope=scope, name=name, eager=eager,
             critical=critical, health_check=health_check,
         )
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any],
+        *,
+        env_prefix: str = "TETHER_",
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Container:
+        """A container (``options`` as for ``Container(...)``) with every resource that
+        a YAML/TOML/JSON file (or a mapping) declares, overridable from the environment
+        (``{env_prefix}RESOURCES__{NAME}__{KEY}``; ``environ`` replaces ``os.environ``
+        for that). Needs the ``settings`` extra and the
+        extra of each battery used; a bad file raises ``tether.settings.SettingsError``
+        naming each bad key with its file and line. See docs/declarative.md."""
+        try:
+            from ._declarative import declare
+        except ImportError:
+            raise ImportError("Container.from_config needs the 'settings' extra: "
+                              "pip install 'tether[settings]'") from None
+        container = cls(**options)
+        declare(container, source, env_prefix=env_prefix, environ=environ)
+        return container
 
     # -- scopes and injection -----------------------------------------------------
 
