@@ -23,6 +23,7 @@ import inspect
 import itertools
 import json
 import logging
+import math
 import os
 import re
 from asyncio import current_task
@@ -52,7 +53,7 @@ from ._health import HealthStatus, redact
 from ._markers import inject_arguments, split_annotation
 from ._scope import Scope
 from ._status import status_router
-from .exceptions import ResolutionError, ScopeMismatch
+from .exceptions import CircuitOpen, ResolutionError, ResourceError, ScopeMismatch
 
 __all__ = [
     "REQUEST_ID",
@@ -595,6 +596,19 @@ def add_error_handlers(app: FastAPI) -> None:
                      extra={"request_id": request_id_of(request)})
         return _error(request, 503, "unavailable", "A service this request needs is unavailable.")
 
+    async def resource_failed(request: Request, exc: Exception) -> Response:
+        # A battery's server is down, slow or refusing: the service cannot answer now,
+        # which is a 503, not a bug. Its name is safe to show; its detail may not be.
+        error = cast(ResourceError, exc)
+        logger.warning("%s failed: %s: %s", error.resource, type(error).__name__, error,
+                       extra={"request_id": request_id_of(request)})
+        response = _error(request, 503, "unavailable",
+                          f"A service this request needs ({error.resource}) is unavailable.",
+                          header=True)
+        if isinstance(error, CircuitOpen):
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
+
     async def internal(request: Request, exc: Exception) -> Response:
         logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc,
                      extra={"request_id": request_id_of(request)})
@@ -603,6 +617,7 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ResolutionError, unavailable)
+    app.add_exception_handler(ResourceError, resource_failed)
     app.add_exception_handler(Exception, internal)
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
 from tether import Container, Named, Scope, resource
+from tether.exceptions import CircuitOpen, PoolTimeout, ResourceError, ResourceUnavailable
 from tether.fastapi import Inject, dependency, install
 
 
@@ -418,6 +419,32 @@ def test_a_dependency_that_cannot_be_built_gives_a_json_503() -> None:
     assert response.status_code == 503
     assert response.json()["error"] == "unavailable"
     assert "secret" not in response.text
+
+
+@pytest.mark.parametrize(("error", "retry_after"), [
+    (PoolTimeout("database", 5.0, 10), None),
+    (ResourceUnavailable("cache", "cannot connect to redis://:secret@cache:6379", False), None),
+    (CircuitOpen("payments", 2.2, 5), "3"),
+])
+def test_a_resource_failure_in_an_endpoint_is_a_503_naming_only_the_resource(
+    error: ResourceError, retry_after: str | None,
+) -> None:
+    app = FastAPI()
+    install(app, Container())
+
+    @app.get("/call")
+    async def call() -> str:
+        raise error
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/call", headers={"X-Request-ID": "r-9"})
+    assert response.status_code == 503
+    body = response.json()
+    assert body["error"] == "unavailable"
+    assert body["request_id"] == "r-9"
+    assert error.resource in body["message"]
+    assert "secret" not in response.text
+    assert response.headers.get("retry-after") == retry_after
 
 
 def test_http_and_validation_errors_keep_their_status_and_carry_the_request_id() -> None:
