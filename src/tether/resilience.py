@@ -16,9 +16,12 @@ The rules it keeps:
 - Backoff is exponential with jitter and capped: ``min(wait_max, wait_initial *
   2**(n-1)) + uniform(0, wait_jitter)``.
 - The breaker counts failures when the awaited call fails (not when it is created),
-  uses a monotonic clock, holds no lock across the call, and in half-open lets exactly
-  one probe through. A cancelled call counts as neither success nor failure and gives
-  its probe permit back.
+  a call cut off by the deadline included; it uses a monotonic clock, holds no lock
+  across the call, and in half-open lets exactly one probe through. A call cancelled
+  from outside counts as neither success nor failure and gives its probe permit back;
+  its ``CancelledError`` propagates (it never becomes a ``ResourceTimeout``).
+- A retry never sleeps past the deadline (the last error is raised at once instead),
+  nor calls into a breaker that its own failures just opened.
 
 Batteries build their policy from their config (``timeout``, ``max_retries``,
 ``circuit_breaker_threshold``, ``circuit_breaker_reset``), so user code rarely builds
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
-from .exceptions import CircuitOpen, ResourceTimeout, ResourceUnavailable
+from .exceptions import CircuitOpen, PoolTimeout, ResourceTimeout, ResourceUnavailable
 
 __all__ = [
     "BreakerState",
@@ -86,11 +89,12 @@ class Retry:
         return base + random.uniform(0.0, self.wait_jitter)
 
     def retries(self, error: BaseException, idempotent: bool) -> bool:
-        from .exceptions import PoolTimeout
-
+        """Whether ``error`` is worth another attempt of a call that is (not) idempotent."""
         if not isinstance(error, self.on) or isinstance(error, PoolTimeout):
             return False
-        return idempotent or getattr(error, "sent", True) is False
+        # Only a request that provably never left is safe to send again when running it
+        # twice is not harmless; any other error may come after the server acted on it.
+        return idempotent or (isinstance(error, ResourceUnavailable) and not error.sent)
 
 
 class BreakerState(StrEnum):
@@ -235,7 +239,11 @@ class PolicyStats:
 
 
 class Policy:
-    """A resource's rules for each call: deadline, retries, breaker, fallback."""
+    """A resource's rules for each call: deadline, retries, breaker, fallback.
+
+    ``clock`` (monotonic seconds) measures the deadline and ``sleep`` waits between
+    attempts; tests replace both to run retries without waiting.
+    """
 
     def __init__(
         self,
@@ -245,6 +253,7 @@ class Policy:
         retry: Retry | None = None,
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock = time.monotonic,
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError(f"Policy({resource!r}, timeout={timeout}) must be > 0 or None")
@@ -253,7 +262,7 @@ class Policy:
         self.retry = retry
         self.breaker = breaker
         self._sleep = sleep
-        self._plain = timeout is None and retry is None and breaker is None
+        self._clock = clock
         self.calls_total = self.failures_total = self.retries_total = 0
         self.timeouts_total = self.fallbacks_total = 0
 
@@ -266,9 +275,11 @@ class Policy:
         max_retries: int = 0,
         circuit_breaker_threshold: int | None = None,
         circuit_breaker_reset: float = 30.0,
+        exclude: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (),
         clock: Clock = time.monotonic,
     ) -> Policy:
-        """The policy a battery's config describes."""
+        """The policy a battery's config describes; ``exclude`` names the caller's errors
+        that the breaker must not count."""
         if max_retries < 0:
             raise ValueError(f"{resource}: max_retries={max_retries} must be >= 0")
         return cls(
@@ -276,8 +287,10 @@ class Policy:
             timeout=timeout,
             retry=Retry(attempts=max_retries + 1) if max_retries else None,
             breaker=CircuitBreaker(resource, threshold=circuit_breaker_threshold,
-                                   reset_timeout=circuit_breaker_reset, clock=clock)
+                                   reset_timeout=circuit_breaker_reset, exclude=exclude,
+                                   clock=clock)
             if circuit_breaker_threshold else None,
+            clock=clock,
         )
 
     async def call(
@@ -291,51 +304,54 @@ class Policy:
 
         ``idempotent`` says whether running the call twice is harmless (a GET, a read);
         when False, only errors raised before the request left are retried.
-        ``fallback(error)`` gives the answer when every attempt failed or the breaker is
-        open; the original error is logged and chained when the fallback raises.
+        ``fallback(error)`` gives the answer when the call failed (every attempt failed,
+        the breaker is open, the deadline passed); the original error is logged, and
+        chained as ``__cause__`` when the fallback raises. Cancellation from outside is
+        never turned into an error or a fallback: ``CancelledError`` propagates.
         """
         self.calls_total += 1
-        if self._plain and fallback is None:
+        # Read per call, not once: batteries may swap the breaker after building.
+        if self.timeout is None and self.retry is None and self.breaker is None \
+                and fallback is None:
             try:
                 return await fn()
             except Exception:
                 self.failures_total += 1
                 raise
         try:
-            if self.timeout is None:
-                return await self._attempts(fn, idempotent)
-            try:
-                async with asyncio.timeout(self.timeout):
-                    return await self._attempts(fn, idempotent)
-            except TimeoutError as error:
-                if isinstance(error, ResourceTimeout):
-                    raise
-                self.timeouts_total += 1
-                raise ResourceTimeout(self.resource, self.timeout) from error
+            return await self._attempts(fn, idempotent)
         except Exception as error:
             self.failures_total += 1
             if fallback is None:
                 raise
-            self.fallbacks_total += 1
-            logger.warning("%s: call failed (%s: %s); using the fallback", self.resource,
-                           type(error).__name__, error)
-            try:
-                value = fallback(error)
-                if inspect.isawaitable(value):
-                    value = await value
-            except Exception as fallback_error:
-                raise fallback_error from error
-            return value
+            return await self._fall_back(fallback, error)
+
+    async def _fall_back(self, fallback: Callable[[Exception], T | Awaitable[T]],
+                         error: Exception) -> T:
+        self.fallbacks_total += 1
+        logger.warning("%s: call failed (%s: %s); using the fallback", self.resource,
+                       type(error).__name__, error)
+        try:
+            value = fallback(error)
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as fallback_error:
+            # The fallback's own failure must not hide why it was needed.
+            raise fallback_error from error
+        return value
 
     async def _attempts(self, fn: Callable[[], Awaitable[T]], idempotent: bool) -> T:
         retry, breaker = self.retry, self.breaker
+        deadline = None if self.timeout is None else self._clock() + self.timeout
         attempt = 0
         while True:
             attempt += 1
             try:
                 if breaker is None:
-                    return await fn()
-                return await breaker.call(fn)
+                    return await self._attempt(fn, deadline)
+                # The deadline runs inside the breaker's call, so a call cut off by it
+                # counts as a failure there (a frozen server must open the breaker).
+                return await breaker.call(lambda: self._attempt(fn, deadline))
             except CircuitOpen:
                 raise
             except Exception as error:
@@ -343,12 +359,42 @@ class Policy:
                         not retry.retries(error, idempotent):
                     raise
                 wait = retry.backoff(attempt)
+                if deadline is not None and self._clock() + wait >= deadline:
+                    # Sleeping would eat the rest of the budget: report the real error
+                    # now rather than a timeout later.
+                    logger.info("%s: attempt %d failed (%s); no time left to retry within "
+                                "timeout=%gs", self.resource, attempt, type(error).__name__,
+                                self.timeout)
+                    raise
+                if breaker is not None and breaker.state is BreakerState.OPEN:
+                    # Our own failures opened it: the next attempt would only be refused.
+                    raise
                 logger.info("%s: attempt %d of %d failed (%s); retrying in %.3fs",
                             self.resource, attempt, retry.attempts, type(error).__name__, wait)
                 self.retries_total += 1
                 await self._sleep(wait)
 
+    async def _attempt(self, fn: Callable[[], Awaitable[T]], deadline: float | None) -> T:
+        if deadline is None:
+            return await fn()
+        left = deadline - self._clock()
+        if left <= 0:
+            self.timeouts_total += 1
+            raise ResourceTimeout(self.resource, self.timeout or 0.0)
+        scope = asyncio.timeout(left)
+        try:
+            async with scope:
+                return await fn()
+        except TimeoutError as error:
+            # Only our own deadline becomes ResourceTimeout; a TimeoutError that fn
+            # raised itself (a driver's socket timeout) goes through as it is.
+            if not scope.expired() or isinstance(error, ResourceTimeout):
+                raise
+            self.timeouts_total += 1
+            raise ResourceTimeout(self.resource, self.timeout or 0.0) from error
+
     def statistics(self) -> PolicyStats:
+        """A snapshot of this policy's counters and its breaker's state."""
         b = self.breaker
         return PolicyStats(
             calls_total=self.calls_total,

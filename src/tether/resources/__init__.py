@@ -10,6 +10,6 @@ calls under the ``tether.resilience`` policy its config describes.
     tether.resources.redis      RedisClient      (extra: redis)
     tether.resources.websocket  WebSocketClient  (extra: websocket)
     tether.resources.grpc       GRPCChannel      (extra: grpc)
-    tether.resources.pool       Pool, FileHandles (no extra)
+    tether.resources.pool       Pool, FileHandles (extra: pool)
     tether.resources.crypto     Crypto           (extra: crypto)
 """
