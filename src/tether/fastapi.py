@@ -603,8 +603,7 @@ def add_error_handlers(app: FastAPI) -> None:
         logger.warning("%s failed: %s: %s", error.resource, type(error).__name__, error,
                        extra={"request_id": request_id_of(request)})
         response = _error(request, 503, "unavailable",
-                          f"A service this request needs ({error.resource}) is unavailable.",
-                          header=True)
+                          f"A service this request needs ({error.resource}) is unavailable.")
         if isinstance(error, CircuitOpen):
             response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
         return response

@@ -445,6 +445,7 @@ def test_a_resource_failure_in_an_endpoint_is_a_503_naming_only_the_resource(
     assert error.resource in body["message"]
     assert "secret" not in response.text
     assert response.headers.get("retry-after") == retry_after
+    assert response.headers.get_list("x-request-id") == ["r-9"]
 
 
 def test_http_and_validation_errors_keep_their_status_and_carry_the_request_id() -> None:

@@ -12,4 +12,5 @@ calls under the ``tether.resilience`` policy its config describes.
     tether.resources.grpc       GRPCChannel      (extra: grpc)
     tether.resources.pool       Pool, FileHandles (extra: pool)
     tether.resources.crypto     Crypto           (extra: crypto)
+    tether.resources.models     ModelRegistry    (extra: models)
 """
