@@ -91,8 +91,7 @@ def check_of(p: Provider) -> Any:
     if p.health_check is not None:
         return p.health_check
     if p.resource:
-        method = getattr(p.target if p.kind.name == "CLASS" else type(p.target),
-                         "health_check", None)
+        method = getattr(p.lifecycle, "health_check", None)
         if method is not None:
             return method
     return None

@@ -98,6 +98,7 @@ class Provider:
     critical: bool = True
     health_check: Callable[[Any], Any] | None = None
     resource: bool = False  # instance has initialize()/dispose()
+    lifecycle: type | None = None  # the @resource class whose methods those are
     cache_key: Hashable = None
     stats: Stats = field(default=None, repr=False)  # type: ignore[assignment]
     _params: tuple[Param, ...] | None = field(default=None, repr=False)
@@ -118,8 +119,7 @@ class Provider:
 
     @property
     def has_initialize(self) -> bool:
-        owner = self.target if self.kind is Kind.CLASS else type(self.target)
-        return self.resource and callable(getattr(owner, "initialize", None))
+        return self.resource and callable(getattr(self.lifecycle, "initialize", None))
 
     @property
     def own_async(self) -> bool:
@@ -127,8 +127,7 @@ class Provider:
         if self.kind in (Kind.ASYNC_FACTORY, Kind.ASYNC_GENERATOR):
             return True
         if self.resource:
-            init = getattr(self.target if self.kind is Kind.CLASS else type(self.target),
-                           "initialize", None)
+            init = getattr(self.lifecycle, "initialize", None)
             return init is not None and inspect.iscoroutinefunction(init)
         return False
 
@@ -187,6 +186,24 @@ def provided_type(func: Callable[..., Any]) -> Any:
             )
         return get_args(ret)[0] if get_origin(ret) not in (cabc.Coroutine,) else get_args(ret)[-1]
     return ret
+
+
+def lifecycle_of(kind: Kind, target: Any) -> type | None:
+    """The ``@resource`` class whose ``initialize``/``dispose``/``health_check`` apply to
+    what a registration builds: the class itself, a bound instance's class, or the class
+    a plain factory's return hint names. None when there is none."""
+    if kind is Kind.CLASS:
+        owner = target
+    elif kind is Kind.VALUE:
+        owner = type(target)
+    elif kind in (Kind.FACTORY, Kind.ASYNC_FACTORY):
+        try:
+            owner = provided_type(target)
+        except RegistrationError:
+            return None
+    else:
+        return None
+    return owner if isinstance(owner, type) and is_resource(owner) else None
 
 
 def _callable_for(target: Any) -> tuple[Any, Any] | None:

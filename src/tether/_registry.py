@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from ._active import ActiveScope, new_scope, request_scope
 from ._graph import check_reachable
-from ._providers import Kind, Provider, display, is_resource
+from ._providers import Kind, Provider, display, lifecycle_of
 from ._resolve import build_async, build_sync, not_found
 from ._scope import Scope
 from ._stats import Instrumentation, Stats
@@ -100,7 +100,8 @@ class Registry:
             raise RegistrationError(
                 f"{provides!r} cannot be a dependency key because it is not hashable"
             ) from None
-        resource = kind in (Kind.CLASS, Kind.VALUE) and is_resource(target)
+        lifecycle = lifecycle_of(kind, target)
+        resource = lifecycle is not None
         if kind is Kind.VALUE and scope not in (Scope.APP, Scope.SINGLETON):
             raise RegistrationError(
                 f"a value bound for {display(key)} is one object, so it cannot be "
@@ -120,7 +121,8 @@ class Registry:
         provider = Provider(
             key=key, provides=provides, name=name, kind=kind, target=target, scope=scope,
             eager=eager, critical=critical, health_check=health_check, resource=resource,
-            cache_key=cache_key, stats=Stats(display(key), scope, self.hooks, tracked),
+            lifecycle=lifecycle, cache_key=cache_key,
+            stats=Stats(display(key), scope, self.hooks, tracked),
         )
         if key not in self.providers:
             self.order.append(key)

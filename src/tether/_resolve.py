@@ -274,6 +274,10 @@ async def create_async(reg: Registry, p: Provider, scope: ActiveScope, holder: A
                     await result
         elif kind is Kind.ASYNC_FACTORY:
             value = await p.target(*args, **kwargs)
+            if p.has_initialize:
+                result = value.initialize()
+                if p.own_async:
+                    await result
         elif kind is Kind.ASYNC_GENERATOR:
             agen = p.target(*args, **kwargs)
             try:

@@ -689,6 +689,73 @@ def test_sync_resource_instance_is_initialized_once() -> None:
     assert db.events == ["initialize", "dispose"]
 
 
+class Store:
+    """An interface a factory is registered under."""
+
+
+@resource
+class SqlStore(Store):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def initialize(self) -> None:
+        self.events.append("initialize")
+
+    async def dispose(self) -> None:
+        self.events.append("dispose")
+
+    async def health_check(self) -> bool:
+        return True
+
+
+async def test_a_factory_returning_a_resource_gets_its_lifecycle_and_health() -> None:
+    made: list[SqlStore] = []
+    container = Container()
+
+    @container.provide(provides=Store)
+    async def store() -> SqlStore:
+        made.append(SqlStore())
+        return made[-1]
+
+    async with container:
+        assert await container.aget(Store) is made[0]
+        assert made[0].events == ["initialize"]
+        report = await container.health()
+        assert report.resources["Store"].is_healthy is True
+
+    assert made[0].events == ["initialize", "dispose"]
+
+
+def test_a_sync_factory_returning_a_resource_per_request_disposes_each() -> None:
+    container = Container()
+    container.bind(Settings)
+
+    @container.provide(scope=Scope.REQUEST)
+    def database(settings: Settings) -> SyncDatabase:
+        return SyncDatabase(settings)
+
+    with container:
+        with container.scope() as request:
+            first = request.get(SyncDatabase)
+        with container.scope() as request:
+            second = request.get(SyncDatabase)
+
+    assert first is not second
+    assert first.events == second.events == ["initialize", "dispose"]
+
+
+def test_a_factory_returning_a_plain_class_is_left_alone() -> None:
+    container = Container()
+
+    @container.provide
+    def settings() -> Settings:
+        return Settings()
+
+    with container:
+        assert isinstance(container.get(Settings), Settings)
+    assert container.metrics()["Settings"].disposed == 0
+
+
 def test_resource_with_only_dispose_is_accepted() -> None:
     @resource
     class Pool:
