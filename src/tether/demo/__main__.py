@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -12,18 +13,31 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         import uvicorn
-    except ImportError:
-        raise SystemExit("the demo needs the 'demo' extra: pip install 'tether[demo]'") from None
-    from .app import create_app
+
+        from .app import Settings, create_app
+    except ImportError as error:
+        raise SystemExit(f"the demo needs the 'demo' extra ({error}): "
+                         f"pip install 'tether[demo]'") from None
 
     base = f"http://{args.host}:{args.port}"
-    print(f"tether demo: serving on {base}  (Ctrl-C stops it)")
-    print("try:")
-    print(f"  curl -s -X POST {base}/notes -H 'content-type: application/json' "
-          f"-d '{{\"body\": \"buy milk\"}}'")
-    print(f"  curl -s {base}/notes")
-    print(f"  curl -s {base}/health/detailed")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    settings = Settings.from_env(port=args.port)
+
+    def announce(token: str) -> None:
+        auth = '-H "Authorization: Bearer $TOKEN"'
+        lines = [
+            f"tether demo: encrypted notes on {base}  (Ctrl-C stops it)",
+            f"user 'demo', password {settings.password!r}; a token for it, valid 1 hour:",
+            f"  export TOKEN={token}",
+            "try:",
+            f"  curl -s -X POST {base}/notes {auth} -H 'content-type: application/json' "
+            f"-d '{{\"body\": \"buy milk\"}}'",
+            f"  curl -s {base}/notes {auth}",
+            f"also: {base}/docs  {base}/status  {base}/health/detailed  {base}/metrics",
+        ]
+        print("\n".join(lines), flush=True)
+
+    app = create_app(dataclasses.replace(settings, announce=announce))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
 if __name__ == "__main__":
