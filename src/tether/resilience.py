@@ -98,6 +98,8 @@ class Retry:
 
 
 class BreakerState(StrEnum):
+    """Where a ``CircuitBreaker`` stands."""
+
     CLOSED = "closed"  # calls pass; failures in a row are counted
     OPEN = "open"  # calls fail at once with CircuitOpen until reset_timeout passes
     HALF_OPEN = "half_open"  # one probe call is let through; the rest fail at once
