@@ -673,7 +673,9 @@ def test_demo_refuses_a_port_out_of_range(cli: Invoke) -> None:
 @pytest.mark.slow
 def test_demo_serves_the_demo_and_health_reads_it(cli: Invoke, tmp_path: Path) -> None:
     port = closed_port()
-    env = dict(os.environ, TETHER_DEMO_DB=str(tmp_path / "notes.db"))
+    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'notes.db'}",
+               TETHER_DEMO_KEY_FILE=str(tmp_path / "keys.json"))
+    env.pop("REDIS_URL", None)
     for name, value in ENV.items():
         if value is None:
             env.pop(name, None)
@@ -705,7 +707,7 @@ def test_demo_serves_the_demo_and_health_reads_it(cli: Invoke, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "Database" in result.stdout
     assert "status: healthy" in result.stdout
-    assert f"serving on {url}" in output
+    assert f"encrypted notes on {url}" in output
 
 
 # -- the command line itself -----------------------------------------------------------

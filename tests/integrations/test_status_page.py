@@ -4,8 +4,8 @@ the page itself in headless Chromium against a real uvicorn on loopback."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import base64
+import dataclasses
 import hashlib
 import re
 import threading
