@@ -1,8 +1,10 @@
 """The demo service: ``python -m tether.demo`` (or ``python3 dev.py demo``).
 
-An encrypted-notes API in the making: today it stores notes in SQLite through a
-``@resource``, runs each request in a transaction that commits or rolls back, and
-serves health, metrics and the live status page. It grows as tether's batteries land.
+An encrypted notes API on tether's batteries: SQL through the database battery,
+notes sealed by the crypto battery, cached reads, JWT logins, rate limits, an
+outbound HTTP call, health, metrics and the live status page. Embedded defaults
+need nothing running; ``DATABASE_URL`` and ``REDIS_URL`` move it to PostgreSQL and
+Redis.
 """
 
 from .app import create_app
