@@ -334,3 +334,64 @@ async def test_tokens_live_in_a_container_with_health_and_statistics() -> None:
         assert stats.keys == 1
     with pytest.raises(ClosedError):
         await tokens.issue("alice")
+
+
+# -- signing keys from the crypto key ring -------------------------------------------
+
+
+async def ring(path: Any, algorithm: str = "RSA_2048") -> Any:
+    from tether.resources.crypto import Crypto, CryptoConfig
+
+    crypto = Crypto(CryptoConfig(name="jwt-keys", algorithm=algorithm, key_source="file",
+                                 key_file=path))
+    await crypto.initialize()
+    return crypto
+
+
+async def test_instances_sharing_a_key_file_verify_each_others_tokens(tmp_path: Any) -> None:
+    one_ring, two_ring = await ring(tmp_path / "keys.json"), await ring(tmp_path / "keys.json")
+    try:
+        config = TokenConfig(issuer=ISSUER, audience=AUDIENCE, algorithm="PS256")
+        one, two = Tokens(config, keys=one_ring), Tokens(config, keys=two_ring)
+        pair = await one.issue("alice")
+        assert jwt.get_unverified_header(pair.access_token)["kid"] == one_ring.active_key_id
+        assert (await two.verify(pair.access_token)).subject == "alice"
+        # One instance rotates; the other picks the new key up from the file on first sight.
+        new_kid = one.rotate()
+        rotated = await one.issue("bob")
+        assert jwt.get_unverified_header(rotated.access_token)["kid"] == new_kid
+        assert (await two.verify(rotated.access_token)).subject == "bob"
+        assert (await two.verify(pair.access_token)).subject == "alice"  # old key verifies
+    finally:
+        await one_ring.dispose()
+        await two_ring.dispose()
+
+
+async def test_a_retired_ring_key_stops_verifying(tmp_path: Any) -> None:
+    crypto = await ring(tmp_path / "keys.json")
+    try:
+        tokens = Tokens(TokenConfig(issuer=ISSUER, audience=AUDIENCE, algorithm="RS256"),
+                        keys=crypto)
+        old_kid = tokens.key_ids[0]
+        old = await tokens.issue("alice")
+        tokens.rotate()
+        with pytest.raises(ValueError, match="rotate"):
+            tokens.retire(tokens.key_ids[-1])
+        tokens.retire(old_kid)
+        assert reason(tokens, old.access_token) == "unknown key id"
+        assert [k["kid"] for k in tokens.public_jwks()["keys"]] == list(tokens.key_ids)
+    finally:
+        await crypto.dispose()
+
+
+async def test_ring_keys_need_an_rsa_backend_and_an_rsa_algorithm(tmp_path: Any) -> None:
+    aes = await ring(tmp_path / "aes.json", "AES_256_GCM")
+    rsa_ring = await ring(tmp_path / "rsa.json")
+    try:
+        with pytest.raises(ValueError, match="RS256 or PS256"):
+            Tokens(TokenConfig(issuer=ISSUER, audience=AUDIENCE), keys=rsa_ring)
+        with pytest.raises(ValueError, match="needs an RSA crypto backend"):
+            Tokens(TokenConfig(issuer=ISSUER, audience=AUDIENCE, algorithm="RS256"), keys=aes)
+    finally:
+        await aes.dispose()
+        await rsa_ring.dispose()

@@ -368,6 +368,26 @@ class Crypto:
                 )
         return out
 
+    def _rsa_key(self, key_id: str | None = None) -> tuple[str, Any, float] | None:
+        """``(id, RSA private key, created)`` of the active key (or of ``key_id``), for
+        tether's JWT signer; None when there is no such RSA key. Reloads the key file
+        once for an id this process has not seen yet."""
+        ring = self._ready()
+        key = ring.active if key_id is None else self._by_hex(ring, key_id)
+        if key is None and key_id is not None and self.reload():
+            key = self._by_hex(self._ready(), key_id)
+        if key is None or key.private_key is None:
+            return None
+        return key.hex, key.private_key, key.created
+
+    @staticmethod
+    def _by_hex(ring: keys.KeyRing, key_id: str) -> keys.Key | None:
+        try:
+            kid = bytes.fromhex(key_id)
+        except ValueError:
+            return None
+        return ring.keys.get(kid)
+
     # -- encryption ---------------------------------------------------------------------
 
     def encrypt(self, plaintext: bytes, aad: bytes = b"") -> bytes:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from .._providers import resource
 from ..exceptions import ClosedError
+from ..resources.crypto import Crypto
 from ._errors import InvalidToken
 from ._stores import MemoryTokenStore, TokenStore
 
@@ -123,7 +124,11 @@ class Tokens:
     """Issues and verifies access and refresh tokens (a ``@resource``).
 
     ``store`` keeps revocations and the refresh-token families (memory by default;
-    use a Redis store when several processes share the service).
+    use a Redis store when several processes share the service). ``keys``, an RSA
+    backend of ``tether.resources.crypto`` (``RSA_2048``/``RSA_4096``), supplies the
+    signing keys instead of the config: its key ids become the tokens' ``kid``, its
+    ``rotate()``/``retire()`` rotate them, and with a key file every process signs and
+    verifies with the same ring (algorithm ``RS256`` or ``PS256``).
     """
 
     def __init__(
@@ -131,8 +136,20 @@ class Tokens:
         config: TokenConfig,
         store: TokenStore | None = None,
         *,
+        keys: Crypto | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if keys is not None:
+            if config.algorithm not in ("RS256", "PS256"):
+                raise ValueError(f"Tokens(keys=...) signs with the crypto backend's RSA keys: "
+                                 f"use algorithm RS256 or PS256, not {config.algorithm}")
+            if not keys.config.algorithm.startswith("RSA"):
+                raise ValueError(f"Tokens(keys=...) needs an RSA crypto backend, and "
+                                 f"{keys.config.name!r} is {keys.config.algorithm}")
+            if config.private_keys:
+                raise ValueError("give the signing keys either as keys= or as "
+                                 "private_keys, not both")
+        self._ring = keys
         self.config = config
         self.store: TokenStore = store if store is not None else MemoryTokenStore(clock=clock)
         self._clock = clock
@@ -142,7 +159,8 @@ class Tokens:
         self.issued_total = 0
         self.rejected_total = 0
         self.reuse_detected_total = 0
-        self._load_keys()
+        if keys is None:
+            self._load_keys()
 
     # -- keys ------------------------------------------------------------------------
 
@@ -172,9 +190,27 @@ class Tokens:
         self._active = key
         return key
 
+    def _signing_key(self) -> _Key:
+        if self._ring is not None:
+            found = self._ring._rsa_key()
+            if found is None:  # pragma: no cover - an RSA ring always has an active key
+                raise RuntimeError("the crypto backend has no RSA signing key")
+            return _ring_key(found)
+        if self._active is None:  # pragma: no cover - a key is loaded in __init__
+            raise RuntimeError("no signing key")
+        return self._active
+
+    def _key_for(self, kid: str) -> _Key | None:
+        if self._ring is not None:
+            found = self._ring._rsa_key(kid)
+            return _ring_key(found) if found is not None else None
+        return self._keys.get(kid)
+
     def rotate(self) -> str:
         """Sign with a new key from now on; tokens signed with older keys still verify
         until ``retire(kid)``. Returns the new key id."""
+        if self._ring is not None:
+            return self._ring.rotate()
         algorithm = self.config.algorithm
         if algorithm.startswith("HS"):
             return self._add(secrets.token_bytes(_HMAC_MIN_BYTES[algorithm])).kid
@@ -182,6 +218,11 @@ class Tokens:
 
     def retire(self, kid: str) -> None:
         """Stop accepting tokens signed with ``kid`` (not the active key)."""
+        if self._ring is not None:
+            if kid == self._ring.active_key_id:
+                raise ValueError("the active signing key cannot be retired; rotate() first")
+            self._ring.retire(kid)
+            return
         if self._active is not None and kid == self._active.kid:
             raise ValueError("the active signing key cannot be retired; rotate() first")
         if self._keys.pop(kid, None) is None:
@@ -189,7 +230,7 @@ class Tokens:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
-        return tuple(self._keys)
+        return self._ring.key_ids if self._ring is not None else tuple(self._keys)
 
     def public_jwks(self) -> dict[str, Any]:
         """The verification keys as a JWK Set (asymmetric algorithms only), for
@@ -197,7 +238,8 @@ class Tokens:
         if self.config.algorithm.startswith("HS"):
             raise ValueError("HS* keys are secrets: they have no public JWK Set")
         keys = []
-        for key in self._keys.values():
+        held = [self._key_for(kid) for kid in self.key_ids]
+        for key in (k for k in held if k is not None):
             algo = jwt.get_algorithm_by_name(self.config.algorithm)
             entry: dict[str, Any] = algo.to_jwk(key.verifying, as_dict=True)
             entry.update(kid=key.kid, use="sig", alg=self.config.algorithm)
@@ -237,9 +279,7 @@ class Tokens:
     def _encode(self, kind: Kind, subject: str, scopes: tuple[str, ...],
                 roles: tuple[str, ...], extra: dict[str, Any], family: str, jti: str,
                 ttl: float) -> str:
-        cfg, key = self.config, self._active
-        if key is None:  # pragma: no cover - a key is loaded in __init__
-            raise RuntimeError("no signing key")
+        cfg, key = self.config, self._signing_key()
         reserved = {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "fam", "token_use",
                     "scope", "roles"}
         clash = reserved & set(extra)
@@ -268,7 +308,7 @@ class Tokens:
         except jwt.PyJWTError as error:
             raise self._reject("malformed token") from error
         kid = header.get("kid")
-        key = self._keys.get(kid) if isinstance(kid, str) else None
+        key = self._key_for(kid) if isinstance(kid, str) and len(kid) <= 64 else None
         if key is None:
             raise self._reject("unknown key id")
         if header.get("typ") != _TYP[kind]:
@@ -360,13 +400,13 @@ class Tokens:
         return True
 
     def statistics(self) -> TokenStats:
-        active = self._active
+        active = self._signing_key()
         return TokenStats(
             issued_total=self.issued_total,
             rejected_total=self.rejected_total,
             reuse_detected_total=self.reuse_detected_total,
-            keys=len(self._keys),
-            active_key_age_seconds=self._clock() - active.created_at if active else 0.0,
+            keys=len(self.key_ids),
+            active_key_age_seconds=max(0.0, self._clock() - active.created_at),
         )
 
     def _check_open(self) -> None:
@@ -379,7 +419,7 @@ class Tokens:
 
     def __repr__(self) -> str:
         return (f"Tokens({self.config.name!r}, algorithm={self.config.algorithm}, "
-                f"keys={len(self._keys)})")
+                f"keys={len(self._keys) if self._ring is None else 'from the crypto ring'})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +429,11 @@ class TokenStats:
     reuse_detected_total: int
     keys: int
     active_key_age_seconds: float
+
+
+def _ring_key(found: tuple[str, Any, float]) -> _Key:
+    kid, private, created = found
+    return _Key(kid, private, private.public_key(), created)
 
 
 def _article(word: str) -> str:
