@@ -3,6 +3,7 @@ PostgreSQL + Redis, and the command that serves it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -177,44 +178,10 @@ def test_the_same_code_runs_on_postgresql_and_redis(
     assert redis_server.command("KEYS", "tether:ratelimit:*")  # limits counted on Redis
 
 
-def test_the_demo_command_serves_on_loopback_and_prints_a_token_to_try(
-    tmp_path: Path,
-) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp_path / 'demo.db'}",
-               TETHER_DEMO_KEY_FILE=str(tmp_path / "keys.json"))
-    env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tether.demo", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("the demo did not start") from None
-                time.sleep(0.1)
-        assert response.json() == {"status": "healthy"}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=20)
-    assert f"tether demo: encrypted notes on {base}" in output
-    token = next(line.split("=", 1)[1] for line in output.splitlines()
-                 if line.strip().startswith("export TOKEN="))
-    assert token.count(".") == 2
-    curls = [line for line in output.splitlines() if line.strip().startswith("curl")]
-    assert len(curls) == 2
-    assert all('Authorization: Bearer $TOKEN' in line for line in curls)
-
-
-def test_the_printed_token_and_curl_lines_work_against_the_service(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def served(tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """``python -m tether.demo`` on a free loopback port; yields its base URL and what
+    it printed up to "startup complete" (the rest is added when it stops)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -225,15 +192,40 @@ def test_the_printed_token_and_curl_lines_work_against_the_service(tmp_path: Pat
         [sys.executable, "-u", "-m", "tether.demo", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    base = f"http://127.0.0.1:{port}"
     lines: list[str] = []
     try:
-        assert process.stdout is not None
+        if process.stdout is None:  # pragma: no cover - stdout=PIPE gives one
+            raise AssertionError("no output")
         deadline = time.monotonic() + 30
         while not any("Application startup complete" in line for line in lines):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("the demo did not start:\n" + "".join(lines))
             lines.append(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}", lines
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=20)
+        lines.extend(rest.splitlines(keepends=True))
+
+
+def test_the_demo_command_serves_on_loopback_and_prints_a_token_to_try(
+    tmp_path: Path,
+) -> None:
+    with served(tmp_path) as (base, lines):
+        assert httpx.get(f"{base}/health").json() == {"status": "healthy"}
+    output = "".join(lines)
+    assert f"tether demo: encrypted notes on {base}" in output
+    token = next(line.strip().split("=", 1)[1] for line in lines
+                 if line.strip().startswith("export TOKEN="))
+    assert token.count(".") == 2
+    curls = [line for line in lines if line.strip().startswith("curl")]
+    assert len(curls) == 2
+    assert all('Authorization: Bearer $TOKEN' in line for line in curls)
+    assert "Application shutdown complete" in output
+
+
+def test_the_printed_token_and_curl_lines_work_against_the_service(tmp_path: Path) -> None:
+    with served(tmp_path) as (base, lines):
         token = next(line.strip().split("=", 1)[1] for line in lines
                      if line.strip().startswith("export TOKEN="))
         auth = {"Authorization": f"Bearer {token}"}
@@ -243,6 +235,3 @@ def test_the_printed_token_and_curl_lines_work_against_the_service(tmp_path: Pat
             "buy milk"]
         words = httpx.get(f"{base}/notes/{created.json()['id']}/words", headers=auth)
         assert words.json()["words"] == 2  # the outbound HTTP call, to the service itself
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=20)

@@ -14,16 +14,14 @@ call, then echoes.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from tests.servers.child import ChildServer
 
 GRPC_PROCESS = Path(__file__).with_name("grpc_process.py")
 
@@ -93,45 +91,12 @@ class GRPCServer:
         return request
 
 
-class GRPCProcess:
+class GRPCProcess(ChildServer):
     """``grpc_process.py`` in a child process; ``freeze()`` / ``thaw()`` / ``kill()``."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self._proc: subprocess.Popen[str] | None = None
-        self._stdout: IO[str] | None = None
+        super().__init__(GRPC_PROCESS, "gRPC server")
 
     @property
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def start(self) -> GRPCProcess:
-        proc = subprocess.Popen(
-            [sys.executable, str(GRPC_PROCESS), str(self.port)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        self._proc, self._stdout = proc, proc.stdout
-        assert self._stdout is not None
-        line = self._stdout.readline()  # the port, once it listens; "" if it died
-        if not line:
-            self.stop()
-            raise RuntimeError("the gRPC server process exited before listening")
-        self.port = int(line)
-        return self
-
-    def freeze(self) -> None:
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()  # SIGKILL ends a stopped process too
-            self._proc.wait(timeout=30)
-            self._proc = None
-        if self._stdout is not None:
-            self._stdout.close()
-            self._stdout = None

@@ -8,18 +8,15 @@ test can freeze with SIGSTOP and thaw with SIGCONT.
 
 from __future__ import annotations
 
-import os
-import signal
 import ssl
-import subprocess
-import sys
 from pathlib import Path
-from typing import IO
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from tests.servers.child import ChildServer
 
 ECHO_PROCESS = Path(__file__).with_name("echo_process.py")
 
@@ -87,45 +84,12 @@ class EchoServer:
             self.connections.discard(ws)
 
 
-class EchoProcess:
+class EchoProcess(ChildServer):
     """``echo_process.py`` in a child process; ``freeze()`` / ``thaw()`` it."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self._proc: subprocess.Popen[str] | None = None
-        self._stdout: IO[str] | None = None
+        super().__init__(ECHO_PROCESS, "echo server")
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/feed"
-
-    def start(self) -> EchoProcess:
-        proc = subprocess.Popen(
-            [sys.executable, str(ECHO_PROCESS), str(self.port)],
-            stdout=subprocess.PIPE, text=True,
-        )
-        self._proc, self._stdout = proc, proc.stdout
-        assert self._stdout is not None
-        line = self._stdout.readline()  # the port, once it listens; "" if it died
-        if not line:
-            self.stop()
-            raise RuntimeError("the echo server process exited before listening")
-        self.port = int(line)
-        return self
-
-    def freeze(self) -> None:
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()  # SIGKILL ends a stopped process too
-            self._proc.wait(timeout=30)
-            self._proc = None
-        if self._stdout is not None:
-            self._stdout.close()
-            self._stdout = None
