@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from tests.servers.redis import RedisServer, redis_server
+from tests.waiting import eventually
 from tether.cache import HybridCache, HybridCacheConfig, RedisCache, RedisCacheConfig
 from tether.resources.redis import RedisClient, RedisConfig
 
@@ -15,15 +14,6 @@ __all__ = ["MakeHybrid", "MakeRedisCache", "eventually", "redis_server"]
 
 MakeRedisCache = Callable[..., Awaitable[RedisCache]]
 MakeHybrid = Callable[..., Awaitable[HybridCache]]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

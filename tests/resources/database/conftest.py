@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -9,22 +7,12 @@ from typing import Any
 import pytest
 
 from tests.servers.postgres import PostgresServer, postgres_server
+from tests.waiting import eventually
 from tether.resources.database import Database, DatabaseConfig
 
 __all__ = ["eventually", "postgres_server"]
 
 MakeDatabase = Callable[..., Awaitable[Database]]
-
-
-async def eventually(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition"
-) -> None:
-    """Wait until ``await predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not met within {timeout}s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

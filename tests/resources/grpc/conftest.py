@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
+from tests.waiting import eventually as eventually
 from tether.resources.grpc import GRPCChannel, GRPCConfig
 
 from .servers import GRPCProcess, GRPCServer
@@ -28,15 +27,6 @@ def fast_config(target: str, **options: Any) -> GRPCConfig:
 def method(channel: GRPCChannel, name: str) -> Callable[..., Awaitable[bytes]]:
     """A bytes-in, bytes-out callable for ``/test.Echo/<name>``."""
     return channel.channel.unary_unary(f"/test.Echo/{name}")  # type: ignore[no-any-return]
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Wait until ``await predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="package")

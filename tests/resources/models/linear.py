@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
-import pytest
 
+from tests.waiting import eventually as eventually
 from tether.resources.models import ModelRegistry, ModelsConfig
 
 TRUE_COEF = np.array([1.5, -2.0, 0.5, 3.0])
@@ -124,15 +123,6 @@ class AsyncLoader:
 
 def loaders_for(names: str) -> dict[str, Loader]:
     return {name: Loader() for name in names}
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import pytest
+from tests.waiting import eventually as eventually
 
 
 class Conn:
@@ -48,15 +47,6 @@ class Factory:
         conn = Conn(len(self.made) + 1)
         self.made.append(conn)
         return conn
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.005)
 
 
 class EchoServer:

@@ -205,7 +205,7 @@ async def test_waiters_are_served_in_arrival_order(make_pool: MakePool) -> None:
     waiters = []
     for number in range(10):
         waiters.append(asyncio.create_task(borrower(number)))
-        await eventually(lambda n=number: pool.statistics().waiting == n + 1)  # type: ignore[misc]
+        await eventually(lambda n=number: pool.statistics().waiting == n + 1)
 
     release.set()
     await asyncio.gather(holder, *waiters)

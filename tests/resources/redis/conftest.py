@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -9,20 +7,12 @@ import pytest
 
 from tests.servers.proxy import FaultProxy
 from tests.servers.redis import RedisServer, redis_cluster, redis_server
+from tests.waiting import eventually
 from tether.resources.redis import RedisClient, RedisConfig
 
 __all__ = ["eventually", "redis_cluster", "redis_server"]
 
 MakeClient = Callable[..., Awaitable[RedisClient]]
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

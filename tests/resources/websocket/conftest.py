@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
+from tests.waiting import eventually as eventually
 from tether.resources.websocket import WebSocketClient, WebSocketConfig
 
 from .servers import EchoProcess, EchoServer
@@ -27,15 +26,6 @@ FAST: dict[str, Any] = {
 
 def fast_config(url: str, **options: Any) -> WebSocketConfig:
     return WebSocketConfig(url=SecretStr(url), **{**FAST, **options})
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Wait until ``predicate()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
