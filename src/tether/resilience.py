@@ -313,10 +313,20 @@ class Policy:
         """
         self.calls_total += 1
         # Read per call, not once: batteries may swap the breaker after building.
-        if self.timeout is None and self.retry is None and self.breaker is None \
-                and fallback is None:
+        if self.retry is None and self.breaker is None and fallback is None:
+            # The common case (a deadline, or nothing): one await, no attempt loop.
             try:
-                return await fn()
+                if self.timeout is None:
+                    return await fn()
+                scope = asyncio.timeout(self.timeout)
+                try:
+                    async with scope:
+                        return await fn()
+                except TimeoutError as error:
+                    if not scope.expired() or isinstance(error, ResourceTimeout):
+                        raise
+                    self.timeouts_total += 1
+                    raise ResourceTimeout(self.resource, self.timeout) from error
             except Exception:
                 self.failures_total += 1
                 raise

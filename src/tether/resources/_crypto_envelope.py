@@ -161,7 +161,7 @@ def max_direct_rsa(key_bits: int) -> int:
 
 
 def _seal_rsa(key: Key, private: rsa.RSAPrivateKey, plaintext: bytes, aad: bytes) -> bytes:
-    public = private.public_key()
+    public = key.public_key or private.public_key()
     if len(plaintext) <= max_direct_rsa(private.key_size):
         head = header(RSA_OAEP, key.kid)
         return head + public.encrypt(bytes(plaintext), _oaep(head + aad))
@@ -208,7 +208,7 @@ def sign(key: Key, data: bytes) -> bytes:
 
 def verify(key: Key, scheme: int, head: bytes, body: bytes, data: bytes) -> None:
     data = _as_bytes("data", data)
-    if key.private_key is None:
+    if key.public_key is None:
         if scheme != HMAC_SHA256:
             raise Tampered
         expected = hmac.digest(key.sign_key, head + data, "sha256")
@@ -218,6 +218,6 @@ def verify(key: Key, scheme: int, head: bytes, body: bytes, data: bytes) -> None
     if scheme != RSA_PSS_SHA256:
         raise Tampered
     try:
-        key.private_key.public_key().verify(body, head + data, _PSS, hashes.SHA256())
+        key.public_key.verify(body, head + data, _PSS, hashes.SHA256())
     except InvalidSignature:
         raise Tampered from None

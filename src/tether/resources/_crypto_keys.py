@@ -69,6 +69,7 @@ class Key:
         "gcm",
         "kid",
         "private_key",
+        "public_key",
         "secret",
         "sign_key",
     )
@@ -87,6 +88,9 @@ class Key:
         self.created = created
         self.secret = secret
         self.private_key = private_key
+        # Derived once: a fresh public key object per verify sets OpenSSL's context up
+        # again each time (a third of a verification's cost).
+        self.public_key = private_key.public_key() if private_key is not None else None
         self.gcm: AESGCM | None = None
         self.cbc_enc = self.cbc_mac = self.sign_key = b""
         if secret is not None:
