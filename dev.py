@@ -4,6 +4,8 @@
     python3 dev.py demo     start the demo service (http://127.0.0.1:8000)
     python3 dev.py test     lint, type-check and run the whole test suite
     python3 dev.py bench    run the benchmarks and rewrite docs/benchmarks.md
+    python3 dev.py bench-batteries  run the batteries' benchmarks (needs redis-server
+                            and PostgreSQL) and rewrite benchmarks/batteries/results.md
     python3 dev.py example  run the plain-asyncio example (examples/notes.py)
 
 The first run installs uv into .tools/ and the project into .venv/.
@@ -61,6 +63,9 @@ def main(argv: list[str]) -> None:
     elif task == "bench":
         sync("bench")
         run(uv(), "run", "--no-sync", "python", "-m", "benchmarks", *rest)
+    elif task == "bench-batteries":
+        sync("bench")
+        run(uv(), "run", "--no-sync", "python", "-m", "benchmarks.batteries", *rest)
     else:
         print(__doc__)
         raise SystemExit(0 if task == "help" else 2)
