@@ -33,6 +33,9 @@ _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # The JOSE "typ" header of each kind of token (RFC 8725 3.11, RFC 9068 for access).
 _TYP: dict[str, str] = {"access": "at+jwt", "refresh": "rt+jwt"}
 _REQUIRED = ["exp", "iat", "sub", "jti", "iss", "aud"]
+# The claims tether writes itself: extra claims may not set them.
+_RESERVED = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "fam", "token_use",
+                       "scope", "roles"})
 
 
 class TokenConfig(BaseModel):
@@ -283,9 +286,7 @@ class Tokens:
                 roles: tuple[str, ...], extra: dict[str, Any], family: str, jti: str,
                 ttl: float) -> str:
         cfg, key = self.config, self._signing_key()
-        reserved = {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "fam", "token_use",
-                    "scope", "roles"}
-        clash = reserved & set(extra)
+        clash = _RESERVED & set(extra)
         if clash:
             raise ValueError(f"extra claims may not set {sorted(clash)}: tether sets them")
         now = int(self._clock())
@@ -333,13 +334,11 @@ class Tokens:
         if not isinstance(scope, str) or not isinstance(roles, list) or \
                 not isinstance(family, str) or not isinstance(payload["sub"], str):
             raise self._reject("malformed claims")
-        known = {"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "fam", "token_use",
-                 "scope", "roles"}
         return Claims(
             subject=payload["sub"], kind=kind, token_id=str(payload["jti"]), family=family,
             issued_at=float(payload["iat"]), expires_at=float(payload["exp"]),
             scopes=tuple(scope.split()), roles=tuple(str(r) for r in roles),
-            extra={k: v for k, v in payload.items() if k not in known},
+            extra={k: v for k, v in payload.items() if k not in _RESERVED},
         )
 
     async def verify(self, token: str, kind: Kind = "access") -> Claims:
