@@ -170,8 +170,8 @@ class ActiveScope:
     def scope(self, kind: Scope = Scope.REQUEST, *, session_id: str | None = None) -> ActiveScope:
         """Open a scope inside this one; it sees this scope's instances."""
         if (
-            kind is Scope.REQUEST
-            and self.kind is not Scope.REQUEST
+            kind is _REQUEST
+            and self.kind is not _REQUEST
             and session_id is None
             and not self._closed
         ):
@@ -203,7 +203,7 @@ class ActiveScope:
         registry = self._registry
         registry.open.pop(self._watch, None)
         registry.entered.pop(self, None)
-        if self.kind is Scope.SESSION:
+        if self.kind is _SESSION:
             registry.forget_session(self)
         return exits
 
@@ -244,7 +244,7 @@ class ActiveScope:
     ) -> Awaitable[None]:
         # A plain function: when every finalizer finishes inline (the usual case) there is
         # nothing to await and no coroutine is made.
-        if self.kind is Scope.SESSION:
+        if self.kind is _SESSION:
             self._touched = self._registry.clock.monotonic()
             return _DONE
         exits = self._begin_close()
@@ -279,7 +279,7 @@ class ActiveScope:
     def __exit__(
         self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.kind is Scope.SESSION:
+        if self.kind is _SESSION:
             self._touched = self._registry.clock.monotonic()
             return
         self.close(exc)
@@ -328,11 +328,16 @@ class _NoLock:
 
 _NO_LOCK: Any = _NoLock()
 
+# Enum members looked up once: ``Scope.REQUEST`` costs a class attribute look-up
+# through the enum machinery on every use, and these are on every request's path.
+_REQUEST = Scope.REQUEST
+_SESSION = Scope.SESSION
+
 
 def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     """The common case of ``_open``: a REQUEST scope under the container or a session."""
     scope = ActiveScope.__new__(ActiveScope)
-    scope.kind = Scope.REQUEST
+    scope.kind = _REQUEST
     scope._registry = registry
     scope._parent = parent
     scope._closed = False
@@ -350,6 +355,37 @@ def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     # per request would cost more than the rest of the bookkeeping together.
     scope._watch = None
     return scope
+
+
+def enter_request(parent: ActiveScope) -> ActiveScope | None:
+    """``parent.scope()`` entered as ``async with`` enters it, without the coroutine:
+    the per-request path of the ASGI middleware, closed with ``exit_request``. None
+    when entering needs more than that (``parent`` is closed or is a REQUEST scope,
+    expired sessions wait to be disposed, or this is not the container's event loop):
+    then use ``async with parent.scope()``, which does it or raises."""
+    registry = parent._registry
+    if parent._closed or parent.kind is _REQUEST or registry.expired:
+        return None
+    loop = registry.loop
+    if loop is not None and loop is not get_running_loop():
+        return None
+    scope = request_scope(registry, parent)
+    scope._watch = UNWATCHED  # as __aenter__: the block closes it, `entered` lists it
+    registry.entered[scope] = None
+    return scope
+
+
+def exit_request(scope: ActiveScope, exc: BaseException | None) -> Awaitable[None] | None:
+    """``__aexit__`` of a REQUEST scope from ``enter_request``: None when every
+    finalizer finished inline (nothing to await, not even ``_DONE``), else what to
+    await."""
+    exits = scope._begin_close()
+    if exits:
+        failures: list[Failure] = []
+        suspended = begin(exits, exc, len(exits), failures)
+        if suspended is not None or failures:
+            return scope._finish_close(exits, exc, suspended, failures)
+    return None
 
 
 def new_scope(registry: Registry, kind: Scope, parent: ActiveScope | None) -> ActiveScope:

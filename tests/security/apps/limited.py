@@ -14,8 +14,10 @@ from tether.security import RateLimiter, RateLimiterConfig, RedisRateLimits
 from tether.security.fastapi import rate_limit
 
 container = Container()
+# A pool as large as the client's concurrency, and patient deadlines: on a loaded
+# test machine a busy pool or a slow reply would otherwise fail closed (503).
 container.bind(RedisConfig, RedisConfig(name="redis", url=os.environ["REDIS_URL"],
-                                        timeout=2.0))
+                                        timeout=15.0, max_connections=64, pool_timeout=10.0))
 container.bind(RedisClient, eager=True)
 
 
