@@ -70,6 +70,8 @@ def parse(what: str, value: object) -> tuple[int, bytes, bytes, bytes]:
 
 
 def _as_bytes(name: str, value: object) -> bytes:
+    if type(value) is bytes:  # the common case, without a union check or a copy
+        return value
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
     return bytes(value)
@@ -109,8 +111,9 @@ def _seal_gcm(gcm: AESGCM, head: bytes, plaintext: bytes, aad: bytes) -> bytes:
 def _open_gcm(gcm: AESGCM, head: bytes, body: bytes, aad: bytes) -> bytes:
     if len(body) < NONCE_BYTES + TAG_BYTES:
         raise Tampered
+    view = memoryview(body)  # no copy of the ciphertext before decrypting it
     try:
-        return gcm.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], head + aad)
+        return gcm.decrypt(view[:NONCE_BYTES], view[NONCE_BYTES:], head + aad)
     except InvalidTag:
         raise Tampered from None
 
