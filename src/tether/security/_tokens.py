@@ -33,6 +33,7 @@ _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 # The JOSE "typ" header of each kind of token (RFC 8725 3.11, RFC 9068 for access).
 _TYP: dict[str, str] = {"access": "at+jwt", "refresh": "rt+jwt"}
 _REQUIRED = ["exp", "iat", "sub", "jti", "iss", "aud"]
+_OPTIONS: Any = {"require": _REQUIRED, "verify_signature": True}
 # The claims tether writes itself: extra claims may not set them.
 _RESERVED = frozenset({"iss", "aud", "sub", "iat", "nbf", "exp", "jti", "fam", "token_use",
                        "scope", "roles"})
@@ -306,26 +307,26 @@ class Tokens:
         """Check signature, algorithm, key id, type and claims; no revocation look-up.
         Raises ``InvalidToken``."""
         self._check_open()
-        cfg = self.config
-        header = _header(token)
-        if header is None:
-            raise self._reject("malformed token")
-        kid = header.get("kid")
-        key = self._key_for(kid) if isinstance(kid, str) and len(kid) <= 64 else None
-        if key is None:
-            raise self._reject("unknown key id")
+        only = self._only_key()
+        if only is not None:
+            # One key: verify first and read the header PyJWT parsed, instead of
+            # parsing it a second time to choose the key.
+            header, payload = self._decoded(token, only, kind)
+            if header.get("kid") != only.kid:
+                raise self._reject("unknown key id")
+        else:
+            found = _header(token)
+            if found is None:
+                raise self._reject("malformed token")
+            kid = found.get("kid")
+            key = self._key_for(kid) if isinstance(kid, str) and len(kid) <= 64 else None
+            if key is None:
+                raise self._reject("unknown key id")
+            if found.get("typ") != _TYP[kind]:
+                raise self._reject(f"not {_article(kind)} {kind} token")
+            header, payload = self._decoded(token, key, kind)
         if header.get("typ") != _TYP[kind]:
             raise self._reject(f"not {_article(kind)} {kind} token")
-        try:
-            payload = jwt.decode(
-                token, key.verifying, algorithms=[cfg.algorithm], audience=cfg.audience,
-                issuer=(cfg.issuer,), leeway=cfg.leeway,
-                options={"require": _REQUIRED, "verify_signature": True},
-            )
-        except jwt.ExpiredSignatureError as error:
-            raise self._reject("token expired") from error
-        except jwt.PyJWTError as error:
-            raise self._reject(_reason(error)) from error
         if payload.get("token_use") != kind:
             raise self._reject(f"not {_article(kind)} {kind} token")
         scope = payload.get("scope", "")
@@ -340,6 +341,33 @@ class Tokens:
             scopes=tuple(scope.split()), roles=tuple(str(r) for r in roles),
             extra={k: v for k, v in payload.items() if k not in _RESERVED},
         )
+
+    def _only_key(self) -> _Key | None:
+        if self._ring is None and len(self._keys) == 1:
+            return self._active
+        return None
+
+    def _decoded(self, token: str, key: _Key, kind: Kind) -> tuple[dict[str, Any], dict[str, Any]]:
+        """PyJWT's checks of signature, algorithm and claims; ``(header, payload)``."""
+        cfg = self.config
+        try:
+            decoded = jwt.decode_complete(
+                token, key.verifying, algorithms=[cfg.algorithm], audience=cfg.audience,
+                issuer=(cfg.issuer,), leeway=cfg.leeway, options=_OPTIONS,
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise self._reject("token expired") from error
+        except jwt.PyJWTError as error:
+            # With one key tried blindly, a token signed under another key id is an
+            # unknown key, not a forgery of this one.
+            found = _header(token)
+            if found is not None and isinstance(error, jwt.InvalidSignatureError) and \
+                    found.get("kid") != key.kid:
+                raise self._reject("unknown key id") from error
+            raise self._reject(_reason(error)) from error
+        header: dict[str, Any] = decoded["header"]
+        payload: dict[str, Any] = decoded["payload"]
+        return header, payload
 
     async def verify(self, token: str, kind: Kind = "access") -> Claims:
         """``decode`` plus the revocation store: a revoked token or family is refused."""
