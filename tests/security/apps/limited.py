@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request, Response
 
 from tether import Container
 from tether.fastapi import install
@@ -28,6 +29,14 @@ def limiter(redis: RedisClient) -> RateLimiter:
 
 app = FastAPI()
 install(app, container, metrics_path=None, status_prefix=None)
+
+
+@app.middleware("http")
+async def worker_header(request: Request, call_next: Any) -> Response:
+    # Which worker answered, on every answer, 429s included.
+    response: Response = await call_next(request)
+    response.headers["x-worker"] = str(os.getpid())
+    return response
 
 
 @app.get("/limited", dependencies=[Depends(rate_limit("100/minute", per="route"))])
