@@ -1,5 +1,5 @@
 """An app whose one route allows 100 requests a minute, counted on the Redis at
-``REDIS_URL``: served by several uvicorn workers in the cross-process test."""
+``REDIS_URL``: served by two worker processes in the cross-process test."""
 
 from __future__ import annotations
 
@@ -41,9 +41,4 @@ async def worker_header(request: Request, call_next: Any) -> Response:
 
 @app.get("/limited", dependencies=[Depends(rate_limit("100/minute", per="route"))])
 async def limited() -> dict[str, int]:
-    return {"pid": os.getpid()}
-
-
-@app.get("/pid")
-async def pid() -> dict[str, int]:
     return {"pid": os.getpid()}
