@@ -45,6 +45,7 @@ class Container(ActiveScope):
         health_interval: float | None = None,
         session_idle_timeout: float = 1800.0,
         session_max_age: float = 86400.0,
+        max_sessions: int = 100_000,
         instrumentation: Instrumentation | Sequence[Instrumentation] | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -57,6 +58,8 @@ class Container(ActiveScope):
                 raise ValueError(f"{label} must be a positive number of seconds, got {value!r}")
         if health_interval is not None and health_interval <= 0:
             raise ValueError(f"health_interval must be positive or None, got {health_interval!r}")
+        if not isinstance(max_sessions, int) or max_sessions < 1:
+            raise ValueError(f"max_sessions must be a positive whole number, got {max_sessions!r}")
         if instrumentation is None:
             hooks: tuple[Instrumentation, ...] = ()
         elif isinstance(instrumentation, Sequence):
@@ -66,8 +69,8 @@ class Container(ActiveScope):
         registry = Registry(
             dispose_timeout=dispose_timeout, startup_timeout=startup_timeout,
             health_timeout=health_timeout, session_idle_timeout=session_idle_timeout,
-            session_max_age=session_max_age, hooks=hooks, clock=clock or SystemClock(),
-            compile_after=_compile_after(),
+            session_max_age=session_max_age, max_sessions=max_sessions, hooks=hooks,
+            clock=clock or SystemClock(), compile_after=_compile_after(),
         )
         self._open(registry, Scope.APP, None)
         registry.root = self

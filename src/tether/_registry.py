@@ -38,6 +38,7 @@ class Registry:
         health_timeout: float,
         session_idle_timeout: float,
         session_max_age: float,
+        max_sessions: int,
         hooks: tuple[Instrumentation, ...],
         clock: Clock,
         compile_after: int,
@@ -51,6 +52,7 @@ class Registry:
         self.health_timeout = health_timeout
         self.session_idle_timeout = session_idle_timeout
         self.session_max_age = session_max_age
+        self.max_sessions = max_sessions
         self.hooks = hooks
         self.clock = clock
         self.compile_after = compile_after
@@ -282,11 +284,20 @@ class Registry:
             self.expired.append(scope)
             scope = None
         if scope is None:
+            if len(self.sessions) >= self.max_sessions:
+                # Full: the least recently used session goes, and is disposed when the
+                # next scope is entered (so ids a client makes up cannot grow memory).
+                oldest = next(iter(self.sessions))
+                self.expired.append(self.sessions.pop(oldest))
             scope = new_scope(self, Scope.SESSION, parent)
             scope._session_id = session_id
             scope._born = now
             self.sessions[session_id] = scope
             self.watch(scope)
+        else:
+            # Most recently used last, so the oldest is first when the table is full.
+            del self.sessions[session_id]
+            self.sessions[session_id] = scope
         scope._touched = now
         return scope
 

@@ -303,3 +303,31 @@ async def test_end_session_disposes_that_sessions_resources_at_once() -> None:
         assert await container.end_session("s1") is False
         async with container.scope(Scope.SESSION, session_id="s1") as session:
             assert await session.aget(list[str]) is not first
+
+
+async def test_past_max_sessions_the_least_recently_used_session_is_disposed() -> None:
+    closed: list[str] = []
+    container = Container(max_sessions=2)
+
+    @container.provide(scope=Scope.SESSION)
+    async def cart() -> AsyncIterator[list[str]]:
+        items: list[str] = []
+        yield items
+        closed.append(",".join(items))
+
+    async with container:
+        for sid in ("a", "b"):
+            async with container.scope(Scope.SESSION, session_id=sid) as session:
+                (await session.aget(list[str])).append(sid)
+        async with container.scope(Scope.SESSION, session_id="a") as session:
+            await session.aget(list[str])  # "a" is now the most recently used
+        async with container.scope(Scope.SESSION, session_id="c") as session:
+            (await session.aget(list[str])).append("c")
+        assert closed == ["b"]  # the oldest, disposed as the next scope was entered
+        assert sorted(container._registry.sessions) == ["a", "c"]
+    assert sorted(closed) == ["a", "b", "c"]
+
+
+def test_max_sessions_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_sessions"):
+        Container(max_sessions=0)
