@@ -24,13 +24,13 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._process import run_json_worker
 from benchmarks.libs import LIBRARIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,23 +60,8 @@ S4_TITLE = (
 
 def run_worker(library: str, args: Sequence[str]) -> Result:
     """One fresh process; a crash, a timeout or bad output becomes a skip reason."""
-    command = [sys.executable, "-m", "benchmarks.worker", library, *args]
-    try:
-        proc = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired:
-        return {"library": library, "skipped": f"worker timed out after {WORKER_TIMEOUT_S} s"}
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode == 0 and lines:
-        try:
-            result: Result = json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-        else:
-            return result
-    err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"library": library, "skipped": f"worker exited {proc.returncode}: {err[:300]}"}
+    return run_json_worker("benchmarks.worker", library, args, key="library",
+                           timeout=WORKER_TIMEOUT_S)
 
 
 def _progress(message: str) -> None:

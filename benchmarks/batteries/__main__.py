@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks._process import run_json_worker
 from benchmarks.batteries import GROUPS
 from benchmarks.batteries._servers import SERVERS, start
 
@@ -53,22 +54,8 @@ def _progress(message: str) -> None:
 
 def run_worker(group: str, args: Sequence[str]) -> Result:
     """One fresh process; a crash, a timeout or bad output becomes a skip reason."""
-    command = [sys.executable, "-m", "benchmarks.batteries.worker", group, *args]
-    try:
-        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                              timeout=WORKER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"group": group, "skipped": f"worker timed out after {WORKER_TIMEOUT_S} s"}
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode == 0 and lines:
-        try:
-            result: Result = json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-        else:
-            return result
-    err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"group": group, "skipped": f"worker exited {proc.returncode}: {err[:300]}"}
+    return run_json_worker("benchmarks.batteries.worker", group, args, key="group",
+                           timeout=WORKER_TIMEOUT_S)
 
 
 def _status(result: Result) -> str:
