@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from ._deadline import deadline as _deadline_in
 from .exceptions import CircuitOpen, PoolTimeout, ResourceTimeout, ResourceUnavailable
 
 __all__ = [
@@ -318,12 +319,12 @@ class Policy:
             try:
                 if self.timeout is None:
                     return await fn()
-                scope = asyncio.timeout(self.timeout)
+                scope = _deadline_in(self.timeout)
                 try:
-                    async with scope:
+                    with scope:
                         return await fn()
                 except TimeoutError as error:
-                    if not scope.expired() or isinstance(error, ResourceTimeout):
+                    if not scope.expired or isinstance(error, ResourceTimeout):
                         raise
                     self.timeouts_total += 1
                     raise ResourceTimeout(self.resource, self.timeout) from error
@@ -393,14 +394,14 @@ class Policy:
         if left <= 0:
             self.timeouts_total += 1
             raise ResourceTimeout(self.resource, self.timeout or 0.0)
-        scope = asyncio.timeout(left)
+        scope = _deadline_in(left)
         try:
-            async with scope:
+            with scope:
                 return await fn()
         except TimeoutError as error:
             # Only our own deadline becomes ResourceTimeout; a TimeoutError that fn
             # raised itself (a driver's socket timeout) goes through as it is.
-            if not scope.expired() or isinstance(error, ResourceTimeout):
+            if not scope.expired or isinstance(error, ResourceTimeout):
                 raise
             self.timeouts_total += 1
             raise ResourceTimeout(self.resource, self.timeout or 0.0) from error
