@@ -6,8 +6,10 @@ Two places see driver errors:
   through the engine (in ``db.session()``, ``db.run()``, a request's injected session
   or the user's own ``db.engine.connect()``), and for DBAPI errors raised while
   connecting;
-- the battery's own checkout (``Translator.checkout``), for what the event never sees:
-  a busy pool, and the socket errors asyncpg raises while connecting.
+- SQLAlchemy's ``do_connect`` event (``Translator.do_connect``), for the socket errors
+  and timeouts asyncpg raises while connecting, which are no DBAPI errors;
+- the battery itself, for a busy pool (SQLAlchemy's ``TimeoutError``), around its
+  sessions (``Translator.connecting``) and its own checkouts (``Translator.checkout``).
 
 Errors that are the caller's fault (SQL syntax, a violated constraint, bad data) are
 left as SQLAlchemy raises them.
@@ -89,6 +91,14 @@ class Translator:
             return ResourceUnavailable(self.resource, f"could not connect: {_message(error)}",
                                        sent=False)
         return error
+
+    def do_connect(self, dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        """SQLAlchemy's ``do_connect`` listener: the driver's connect, with what it raises
+        outside the DBAPI (refused, unreachable, timed out) translated."""
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as error:  # TimeoutError included
+            raise self.connecting(error) from error
 
     @contextmanager
     def checkout(self) -> Iterator[None]:

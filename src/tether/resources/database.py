@@ -34,9 +34,11 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
+import sqlalchemy.exc as sa_exc
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 from sqlalchemy import event, text
 from sqlalchemy.pool import QueuePool
@@ -182,6 +184,7 @@ class Database:
         built = build(self.config)
         event.listen(built.engine.sync_engine, "handle_error", self._errors.handle_error,
                      retval=True)
+        event.listen(built.engine.sync_engine, "do_connect", self._errors.do_connect)
         self._engine, self._anchor = built.engine, built.anchor
         self._connections = built.connections
         self._sessions = async_sessionmaker(built.engine, expire_on_commit=False)
@@ -224,9 +227,9 @@ class Database:
         """A session in a transaction of its own: committed when the block ends, rolled
         back when it raises (or is cancelled), always closed.
 
-        The connection is checked out on entry, so a busy pool (``PoolTimeout``) or a
-        server that is down (``ResourceUnavailable(sent=False)``) fails the ``async
-        with`` line itself. Not retried: a block cannot be run twice.
+        The connection is checked out by the first statement, as SQLAlchemy does: a
+        busy pool raises ``PoolTimeout`` there and a server that is down
+        ``ResourceUnavailable(sent=False)``. Not retried: a block cannot be run twice.
         """
         breaker = self._policy.breaker
         started = self._meter.begin()
@@ -355,27 +358,48 @@ class Database:
             await connection.close()
 
     async def _attempt(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        async with self._unit() as session:
-            return await work(session)
+        # _unit() spelled out: run() is the hot path, and a generator-based context
+        # manager costs two more coroutine steps.
+        session = self._new_session()
+        try:
+            result = await work(session)
+            await session.commit()
+        except BaseException as error:
+            translated = await self._failed(session, error)
+            if translated is error:
+                raise
+            raise translated from error
+        await self._end(session, None)
+        return result
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
-        self._live()
-        assert self._sessions is not None  # set together with the engine
-        session = self._sessions()
-        try:
-            with self._errors.checkout():
-                await session.connection()
-        except BaseException as error:
-            await self._end(session, error)
-            raise
+        session = self._new_session()
         try:
             yield session
             await session.commit()
         except BaseException as error:
-            await self._end(session, error)
-            raise
+            translated = await self._failed(session, error)
+            if translated is error:
+                raise
+            raise translated from error
         await self._end(session, None)
+
+    def _new_session(self) -> AsyncSession:
+        # No checkout ahead of the work: the first statement takes the connection (one
+        # trip through SQLAlchemy's greenlet bridge less per unit). What getting it
+        # raises is translated all the same: connect errors where they happen
+        # (Translator.do_connect, handle_error), a busy pool in _failed.
+        self._live()
+        assert self._sessions is not None  # set together with the engine
+        return self._sessions()
+
+    async def _failed(self, session: AsyncSession, error: BaseException) -> BaseException:
+        """End a unit that raised ``error``; what to raise instead of it."""
+        await self._end(session, error)
+        if isinstance(error, sa_exc.TimeoutError):  # QueuePool: no connection came free
+            return self._errors.connecting(error)
+        return error
 
     async def _end(self, session: AsyncSession, error: BaseException | None) -> None:
         """Give the session's connection back: rolled back, or dropped when its state is
@@ -424,13 +448,20 @@ class Database:
         deadline passed), the task is cancelled and left to release its connection in
         the background: the caller fails at its deadline, not when a frozen server
         lets go of the connection."""
-        task = asyncio.get_running_loop().create_task(coro)
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(coro)
+        # asyncio.shield(task), without its second task-like wrapper: the caller waits
+        # on a future of its own, which its cancellation cancels instead of the task.
+        finished = loop.create_future()
+        task.add_done_callback(done := partial(_finish, finished))
         try:
-            return await asyncio.shield(task)
+            await finished
         except asyncio.CancelledError:
+            task.remove_done_callback(done)
             task.cancel()
             self._track(task)
             raise
+        return task.result()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._cleanups.add(task)
@@ -441,6 +472,11 @@ class Database:
         error = None if task.cancelled() else task.exception()  # retrieved: no warning
         if error is not None:
             logger.debug("%s: abandoned call ended with %s", self.name, describe_error(error))
+
+
+def _finish(finished: asyncio.Future[None], task: asyncio.Task[Any]) -> None:
+    if not finished.done():
+        finished.set_result(None)
 
 
 def session_provider(

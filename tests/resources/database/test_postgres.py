@@ -33,8 +33,8 @@ async def test_busy_pool_raises_pool_timeout_naming_resource_size_and_timeout(
     async with db.session() as held:
         await held.execute(SELECT_ONE)
         with pytest.raises(PoolTimeout) as caught:
-            async with db.session():
-                pass
+            async with db.session() as waiting:
+                await waiting.execute(SELECT_ONE)  # the first statement takes a connection
         assert await held.scalar(text("SELECT 2")) == 2  # the first is unaffected
 
     error = caught.value
@@ -50,7 +50,8 @@ async def test_pool_timeout_is_not_retried_even_for_idempotent_work(
 ) -> None:
     db = await make_db(pool_size=1, max_overflow=0, pool_timeout=0.3, max_retries=3)
 
-    async with db.session():
+    async with db.session() as held:
+        await held.execute(SELECT_ONE)  # the pool's only connection, held
         with pytest.raises(PoolTimeout):
             await db.run(_one, idempotent=True)
 
@@ -60,11 +61,13 @@ async def test_pool_timeout_is_not_retried_even_for_idempotent_work(
 async def test_overflow_connections_are_counted_and_limited(make_db: MakeDatabase) -> None:
     db = await make_db(pool_size=1, max_overflow=1, pool_timeout=0.3)
 
-    async with db.session(), db.session():
+    async with db.session() as first, db.session() as second:
+        await first.execute(SELECT_ONE)
+        await second.execute(SELECT_ONE)
         stats = db.statistics()
         with pytest.raises(PoolTimeout) as caught:
-            async with db.session():
-                pass
+            async with db.session() as third:
+                await third.execute(SELECT_ONE)
 
     assert (stats.checked_out, stats.overflow) == (2, 1)
     assert caught.value.size == 2
@@ -173,10 +176,13 @@ async def test_a_syntax_error_passes_through_unchanged(make_db: MakeDatabase) ->
 async def test_statistics_follow_connections_in_and_out(make_db: MakeDatabase) -> None:
     db = await make_db(pool_size=3)
 
-    async with db.session():
+    async with db.session() as session:
+        before_statement = db.statistics()
+        await session.execute(SELECT_ONE)
         during = db.statistics()
     after = db.statistics()
 
+    assert before_statement.checked_out == 0  # the first statement takes the connection
     assert (during.checked_out, during.active, during.pool_size) == (1, 1, 3)
     assert (after.checked_out, after.checked_in, after.active) == (0, 1, 0)
     assert after.calls_total == 1

@@ -69,6 +69,35 @@ async def test_frozen_backend_fails_run_at_its_deadline_then_the_pool_recovers(
 
 
 @pytest.mark.slow
+async def test_run_lets_its_caller_go_at_the_deadline_while_a_statement_hangs(
+    make_db: MakeDatabase, postgres_server: PostgresServer, frozen: list[int]
+) -> None:
+    # The deadline (0.5 s from the start of the call) passes while the statement is
+    # still within its own command timeout (0.5 s from when it was sent): it is the
+    # call's deadline, not the driver's, that has to cut the frozen statement off.
+    db = await make_db(timeout=0.5, statement_timeout=30)
+
+    async def slow_then_frozen(session: AsyncSession) -> int:
+        pid = int(await session.scalar(BACKEND_PID) or 0)
+        await asyncio.sleep(0.3)
+        postgres_server.freeze(pid)
+        frozen.append(pid)
+        return await _one(session)
+
+    started = time.monotonic()
+    with pytest.raises(ResourceTimeout) as caught:
+        await db.run(slow_then_frozen)
+    elapsed = time.monotonic() - started
+
+    assert "statement" not in str(caught.value)  # the call's deadline, not the driver's
+    assert elapsed < 0.5 + 2.0  # not when the frozen server lets go of the connection
+    assert db.statistics().active == 0
+    postgres_server.thaw(frozen.pop())
+    await eventually(lambda: _settled(db), what="the connection released")
+    assert await db.run(_one) == 1
+
+
+@pytest.mark.slow
 async def test_frozen_backend_fails_a_session_statement_within_timeout(
     make_db: MakeDatabase, postgres_server: PostgresServer, frozen: list[int]
 ) -> None:
