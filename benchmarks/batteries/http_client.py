@@ -8,10 +8,11 @@
   c.get(url)``: a new connection (and client) for every request, what pooling saves;
 - httpx pooled, ``Connection: close``: the client kept, a new connection per request:
   what the connection alone costs;
-- two rows that explain tether's: ``timeout=None`` (no per-call deadline), and httpx
-  pooled with each request in a task of its own under an anyio cancel scope, as
-  tether's httpx backend runs it (so that a cancellation never lands inside httpcore's
-  shielded cleanup).
+- rows that explain tether's: ``timeout=None`` (no per-call deadline); httpx pooled
+  with each request in a task of its own under an anyio cancel scope, as tether's
+  httpx backend runs it (so that a cancellation never lands inside httpcore's
+  shielded cleanup); and httpx pooled given the absolute URL (no ``base_url`` to join
+  and parse: tether parses each distinct URL once and reuses it).
 
 The server counts the connections it accepts and the requests it answers: every
 timed loop must add one request per request sent, and the pooled rows (tether and
@@ -128,6 +129,10 @@ async def scenarios(env: Env, stack: AsyncExitStack) -> list[Scenario | Skip]:
                                 headers={"Connection": "close"})
     stack.push_async_callback(closing.aclose)
     url = f"{base_url}/ping"
+    # The same client without base_url, given the whole URL: httpx then skips joining
+    # it to the base (tether's row joins and parses once per distinct URL, then reuses).
+    absolute = httpx.AsyncClient(timeout=TIMEOUT, limits=limits)
+    stack.push_async_callback(absolute.aclose)
 
     async def in_task() -> Any:
         # What tether's httpx backend does around each request (_http_httpx._guarded):
@@ -156,6 +161,9 @@ async def scenarios(env: Env, stack: AsyncExitStack) -> list[Scenario | Skip]:
         Row("httpx pooled", raw_get, _ok, _server_audits(base_url, 1, True)),
         Row("tether, timeout=None", bare_get, _ok, _server_audits(base_url, 1, True),
             note=bare_note),
+        Row("httpx pooled, absolute URL", functools.partial(absolute.get, url), _ok,
+            _server_audits(base_url, 1, True),
+            note="the baseline given the whole URL rather than a path on base_url"),
         Row("httpx pooled, in a task + anyio scope", in_task, _ok,
             _server_audits(base_url, 1, True),
             note="explains tether's row: each request in a task of its own"),

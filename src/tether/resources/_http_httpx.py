@@ -39,6 +39,9 @@ from . import _http_wire as wire
 T = TypeVar("T")
 
 
+_URLS_KEPT = 512
+
+
 class _NoCookies(DefaultCookiePolicy):
     # A client shared by every request of a service must not carry one caller's cookies
     # into another caller's request: nothing the servers set is kept.
@@ -54,25 +57,46 @@ async def _guarded(
     ``undo(result)`` runs when the caller was cancelled just as ``work`` succeeded
     (a response that holds a connection must still be closed).
     """
+    loop = asyncio.get_running_loop()
     scope = anyio.CancelScope()
-
-    async def run() -> T:
-        with scope:
-            return await work
-        raise asyncio.CancelledError  # only after scope.cancel(): the caller was cancelled
-
-    task = asyncio.get_running_loop().create_task(run())
+    # The task hands its outcome over itself, as its last step: the caller wakes one
+    # loop iteration after the work ends (asyncio.shield would take two), and a
+    # cancellation of the caller cancels this future, never the task.
+    handoff: asyncio.Future[T] = loop.create_future()
+    kept: list[T] = []
+    task = loop.create_task(_run(work, scope, handoff, kept))
     try:
-        return await asyncio.shield(task)
+        return await handoff
     except asyncio.CancelledError:
+        if not handoff.cancelled():
+            raise  # the work itself raised CancelledError, the caller was not cancelled
         scope.cancel()
         # Short: the cleanup httpcore shields, no more. Shielded from an anyio caller's
         # cancel scope, which would otherwise cancel this wait again at once.
         with anyio.CancelScope(shield=True):
             await asyncio.wait([task])
-        if undo is not None and not task.cancelled() and task.exception() is None:
-            await _guarded(undo(task.result()))
+        if undo is not None and kept:
+            await _guarded(undo(kept[0]))
         raise
+
+
+async def _run(work: Awaitable[T], scope: anyio.CancelScope, handoff: asyncio.Future[T],
+               kept: list[T]) -> None:
+    try:
+        with scope:
+            result = await work
+    except BaseException as error:
+        if not handoff.done():
+            handoff.set_exception(error)
+        if not isinstance(error, Exception | asyncio.CancelledError):
+            raise  # KeyboardInterrupt, SystemExit: the loop must see them
+        return
+    if scope.cancelled_caught:
+        return  # cancelled through the scope: the caller is already on its way out
+    if handoff.done():
+        kept.append(result)  # the caller was cancelled just as the work succeeded
+    else:
+        handoff.set_result(result)
 
 
 class _Response:
@@ -110,6 +134,8 @@ async def _close(response: httpx.Response) -> None:
 class HttpxBackend:
     def __init__(self, settings: wire.Settings) -> None:
         self._s = s = settings
+        # Parsing a URL is a third of httpx's work to build a request; URLs repeat.
+        self._urls: dict[str, httpx.URL] = {}
         limits = httpx.Limits(
             max_connections=s.max_connections,
             max_keepalive_connections=s.max_keepalive,
@@ -146,8 +172,13 @@ class HttpxBackend:
         return _Response(await _guarded(self._send(request), undo=_close))
 
     async def _send(self, request: wire.Outgoing) -> httpx.Response:
+        url = self._urls.get(request.url)
+        if url is None:
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            url = self._urls[request.url] = httpx.URL(request.url)
         built = self._client.build_request(
-            request.method, request.url, headers=list(request.headers), content=request.content
+            request.method, url, headers=request.headers, content=request.content
         )
         return await self._client.send(built, stream=True)
 

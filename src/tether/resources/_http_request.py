@@ -70,6 +70,9 @@ def _text(value: QueryValue) -> str:
     return str(value)
 
 
+_PLAIN_KEPT = 512
+
+
 class RequestBuilder:
     """Builds every request of one client: base URL, default headers, credentials."""
 
@@ -85,6 +88,8 @@ class RequestBuilder:
         self._origin = _origin(self._base) if self._base else None
         self._headers = tuple(headers)
         self._authorization = authorization  # for the base URL's origin only
+        # Requests with nothing but a method and a URL (most GETs) repeat: built once.
+        self._plain: dict[tuple[str, str], Outgoing] = {}
 
     def build(
         self,
@@ -97,6 +102,13 @@ class RequestBuilder:
         json: Any = None,
         data: Mapping[str, str] | None = None,
     ) -> Outgoing:
+        plain = params is None and headers is None and content is None and json is None \
+            and data is None
+        if plain:
+            built = self._plain.get((method, url))
+            if built is not None:
+                return built
+        key = (method, url)
         method = method.upper()
         if not _TOKEN.match(method):
             raise ValueError(f"{self._resource}: {method!r} is not an HTTP method")
@@ -107,7 +119,12 @@ class RequestBuilder:
         body, content_type = self._body(content, json, data)
         merged = self._merge(parts, headers, content_type, user, password)
         where = f"{method} {urlunsplit(parts._replace(query='', fragment=''))}"
-        return Outgoing(method, urlunsplit(parts), merged, body, where)
+        built = Outgoing(method, urlunsplit(parts), merged, body, where)
+        if plain:
+            if len(self._plain) >= _PLAIN_KEPT:
+                self._plain.clear()  # many distinct URLs (ids in paths): start over
+            self._plain[key] = built
+        return built
 
     def _target(self, url: str) -> tuple[SplitResult, str | None, str | None]:
         bare, user, password = split_credentials(url)
