@@ -34,7 +34,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from types import MappingProxyType
 from typing import Annotated, Any, TypeVar
 
@@ -449,19 +448,19 @@ class Database:
         the background: the caller fails at its deadline, not when a frozen server
         lets go of the connection."""
         loop = asyncio.get_running_loop()
-        task = loop.create_task(coro)
-        # asyncio.shield(task), without its second task-like wrapper: the caller waits
-        # on a future of its own, which its cancellation cancels instead of the task.
-        finished = loop.create_future()
-        task.add_done_callback(done := partial(_finish, finished))
+        # The task hands its outcome over itself, as its last step: the caller wakes one
+        # loop iteration after the work ends (asyncio.shield would take two), and a
+        # cancellation of the caller cancels this future, never the task.
+        handoff: asyncio.Future[T] = loop.create_future()
+        task = loop.create_task(_hand_over(coro, handoff))
         try:
-            await finished
+            return await handoff
         except asyncio.CancelledError:
-            task.remove_done_callback(done)
+            if not handoff.cancelled():
+                raise  # the work itself raised CancelledError
             task.cancel()
             self._track(task)
             raise
-        return task.result()
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._cleanups.add(task)
@@ -474,9 +473,18 @@ class Database:
             logger.debug("%s: abandoned call ended with %s", self.name, describe_error(error))
 
 
-def _finish(finished: asyncio.Future[None], task: asyncio.Task[Any]) -> None:
-    if not finished.done():
-        finished.set_result(None)
+async def _hand_over(coro: Coroutine[Any, Any, T], handoff: asyncio.Future[T]) -> None:
+    try:
+        result = await coro
+    except BaseException as error:
+        if handoff.done():
+            raise  # the caller is gone: _reap sees how the abandoned call ended
+        handoff.set_exception(error)
+        if not isinstance(error, Exception | asyncio.CancelledError):
+            raise  # KeyboardInterrupt, SystemExit: the loop must see them
+        return
+    if not handoff.done():
+        handoff.set_result(result)
 
 
 def session_provider(
