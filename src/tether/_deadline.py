@@ -93,16 +93,23 @@ class Deadline:
 
     __slots__ = ("_cancelling", "_dog", "_task", "expired", "when")
 
-    def __init__(self, when: float, dog: _Watchdog, task: asyncio.Task[object]) -> None:
-        self.when = when
-        self.expired = False
-        self._dog = dog
+    def __init__(self, seconds: float) -> None:
+        loop = _get_running_loop()
+        task = _current_task(loop)
+        if task is None:
+            raise RuntimeError("a deadline needs to run inside an asyncio task")
+        self._dog: _Watchdog = _last[1] if _last[0] is loop else _watchdog(loop)  # type: ignore[assignment]
         self._task = task
+        self.when = loop.time() + seconds
+        self.expired = False
         self._cancelling = 0
 
     def __enter__(self) -> Deadline:
         self._cancelling = self._task.cancelling()
-        self._dog.add(self)
+        dog = self._dog
+        dog._entries[self] = None  # _Watchdog.add, inlined: this runs for every call
+        if self.when < dog._armed_at:
+            dog._arm(self.when)
         return self
 
     def __exit__(
@@ -131,8 +138,8 @@ class Deadline:
 
 def deadline(seconds: float) -> Deadline:
     """A deadline ``seconds`` from now for the running task (enter it at once)."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task(loop)
-    if task is None:
-        raise RuntimeError("deadline() needs to run inside an asyncio task")
-    return Deadline(loop.time() + seconds, _watchdog(loop), task)
+    return Deadline(seconds)
+
+
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task

@@ -38,10 +38,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
+from types import TracebackType
 from typing import TypeVar
 
+from ._deadline import Deadline
 from ._deadline import deadline as _deadline_in
 from .exceptions import CircuitOpen, PoolTimeout, ResourceTimeout, ResourceUnavailable
 
@@ -241,6 +244,60 @@ class PolicyStats:
     breaker_opened_total: int
 
 
+class _Plain:
+    """One call of a policy without retries, breaker or deadline: ``with _Plain(policy):``
+    around the awaited call counts it. Synchronous, so that a battery's hot path can
+    use it inline (``Policy.plain()``) instead of awaiting ``Policy.call``."""
+
+    __slots__ = ("_policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        policy.calls_total += 1
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if isinstance(exc, Exception):
+            self._policy.failures_total += 1
+
+
+class _PlainBounded(Deadline):
+    """``_Plain`` with the policy's deadline: the call is cut off when it passes, and
+    ``ResourceTimeout`` raised."""
+
+    __slots__ = ("_policy",)
+
+    def __init__(self, policy: Policy, timeout: float) -> None:
+        self._policy = policy
+        policy.calls_total += 1
+        Deadline.__init__(self, timeout)
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        policy = self._policy
+        if not self.expired:  # the common case, inline
+            self._dog._entries.pop(self, None)
+            if isinstance(exc, Exception):
+                policy.failures_total += 1
+            return
+        try:
+            Deadline.__exit__(self, exc_type, exc, tb)
+        except TimeoutError as error:  # our deadline cancelled the call
+            policy.timeouts_total += 1
+            policy.failures_total += 1
+            raise ResourceTimeout(policy.resource, policy.timeout or 0.0) from error
+        if isinstance(exc, TimeoutError) and not isinstance(exc, ResourceTimeout):
+            # Cut off by our deadline and reported as a timeout by the call itself.
+            policy.timeouts_total += 1
+            policy.failures_total += 1
+            raise ResourceTimeout(policy.resource, policy.timeout or 0.0) from exc
+        if isinstance(exc, Exception):
+            policy.failures_total += 1
+
+
 class Policy:
     """A resource's rules for each call: deadline, retries, breaker, fallback.
 
@@ -312,25 +369,12 @@ class Policy:
         chained as ``__cause__`` when the fallback raises. Cancellation from outside is
         never turned into an error or a fallback: ``CancelledError`` propagates.
         """
-        self.calls_total += 1
         # Read per call, not once: batteries may swap the breaker after building.
         if self.retry is None and self.breaker is None and fallback is None:
             # The common case (a deadline, or nothing): one await, no attempt loop.
-            try:
-                if self.timeout is None:
-                    return await fn()
-                scope = _deadline_in(self.timeout)
-                try:
-                    with scope:
-                        return await fn()
-                except TimeoutError as error:
-                    if not scope.expired or isinstance(error, ResourceTimeout):
-                        raise
-                    self.timeouts_total += 1
-                    raise ResourceTimeout(self.resource, self.timeout) from error
-            except Exception:
-                self.failures_total += 1
-                raise
+            with self._plain():
+                return await fn()
+        self.calls_total += 1
         try:
             return await self._attempts(fn, idempotent)
         except Exception as error:
@@ -338,6 +382,19 @@ class Policy:
             if fallback is None:
                 raise
             return await self._fall_back(fallback, error)
+
+    def plain(self) -> AbstractContextManager[object] | None:
+        """For a battery's hot path: when this policy has no retries and no breaker, a
+        context manager to put around one awaited call, which does what ``call`` does
+        for it (counts it, bounds it by the deadline, raises ``ResourceTimeout``)
+        without a coroutine of its own; None otherwise (use ``call``)."""
+        if self.retry is None and self.breaker is None:
+            return self._plain()
+        return None
+
+    def _plain(self) -> _Plain | _PlainBounded:
+        timeout = self.timeout
+        return _Plain(self) if timeout is None else _PlainBounded(self, timeout)
 
     async def _fall_back(self, fallback: Callable[[Exception], T | Awaitable[T]],
                          error: Exception) -> T:

@@ -333,3 +333,52 @@ async def test_from_options_passes_the_exclusion_to_the_breaker() -> None:
 def test_policy_refuses_a_nonpositive_timeout() -> None:
     with pytest.raises(ValueError, match="timeout"):
         Policy("payments", timeout=0)
+
+
+# -- plain(): the inline form of call() for a policy without retries or breaker --------
+
+
+async def test_plain_counts_bounds_and_translates_like_call() -> None:
+    policy = Policy("cache", timeout=0.05)
+
+    guard = policy.plain()
+    assert guard is not None
+    with guard:
+        await asyncio.sleep(0)
+    timed_out = policy.plain()
+    assert timed_out is not None
+    with pytest.raises(ResourceTimeout) as caught, timed_out:
+        await _never()
+    failing = policy.plain()
+    assert failing is not None
+    with pytest.raises(KeyError), failing:
+        raise KeyError("mine")
+
+    assert caught.value.timeout == 0.05
+    stats = policy.statistics()
+    assert (stats.calls_total, stats.failures_total, stats.timeouts_total) == (3, 2, 1)
+
+
+async def test_plain_is_none_when_the_policy_retries_or_has_a_breaker() -> None:
+    assert Policy("a", retry=Retry(attempts=2)).plain() is None
+    assert Policy("b", breaker=CircuitBreaker("b", threshold=1)).plain() is None
+    assert Policy("c").plain() is not None
+
+
+async def test_plain_lets_a_cancellation_from_outside_through() -> None:
+    policy = Policy("cache", timeout=5.0)
+    started = asyncio.Event()
+
+    async def call() -> None:
+        guard = policy.plain()
+        assert guard is not None
+        with guard:
+            started.set()
+            await _never()
+
+    task = asyncio.create_task(call())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert policy.statistics().timeouts_total == 0

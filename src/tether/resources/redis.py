@@ -253,12 +253,24 @@ class RedisClient:
         twice is harmless: a read, a SET without NX. When False it is retried only
         if the request never left (the connection could not be made).
         """
-        client = self._require()
+        client = self._client
+        if client is None:
+            client = self._require()
         started = self._meter.begin()
         failed: Exception | None = None
         try:
-            return await self._policy.call(lambda: self._attempt(fn, client),
-                                           idempotent=idempotent)
+            plain = self._policy.plain()
+            if plain is None:
+                return await self._policy.call(lambda: self._attempt(fn, client),
+                                               idempotent=idempotent)
+            with plain:  # no retries, no breaker: _attempt inline, every call pays it
+                try:
+                    return await fn(client)
+                except Exception as error:
+                    translated = self._translate(error)
+                    if translated is None:
+                        raise
+                    raise translated from error
         except Exception as error:
             failed = error
             raise
@@ -335,12 +347,16 @@ class RedisClient:
         try:
             return await fn(client)
         except Exception as error:
-            translated = translate(error, self._limits)
+            translated = self._translate(error)
             if translated is None:
                 raise  # the caller's own error (WRONGTYPE, bad arguments): unchanged
-            if isinstance(translated, PoolTimeout):
-                self._pool_timeouts += 1
             raise translated from error
+
+    def _translate(self, error: Exception) -> ResourceError | None:
+        translated = translate(error, self._limits)
+        if isinstance(translated, PoolTimeout):
+            self._pool_timeouts += 1
+        return translated
 
     async def _open(self, client: AnyRedis) -> bool:
         if isinstance(client, RedisCluster):
