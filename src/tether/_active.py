@@ -357,6 +357,9 @@ def request_scope(registry: Registry, parent: ActiveScope) -> ActiveScope:
     return scope
 
 
+_CLOSED_REQUEST = _CLOSED[Scope.REQUEST]
+
+
 def enter_request(parent: ActiveScope) -> ActiveScope | None:
     """``parent.scope()`` entered as ``async with`` enters it, without the coroutine:
     the per-request path of the ASGI middleware, closed with ``exit_request``. None
@@ -369,7 +372,21 @@ def enter_request(parent: ActiveScope) -> ActiveScope | None:
     loop = registry.loop
     if loop is not None and loop is not get_running_loop():
         return None
-    scope = request_scope(registry, parent)
+    # request_scope(), written out: this runs for every request.
+    scope = ActiveScope.__new__(ActiveScope)
+    scope.kind = _REQUEST
+    scope._registry = registry
+    scope._parent = parent
+    scope._closed = False
+    scope._exits = []
+    scope._pending = {}
+    scope._lock = _NO_LOCK
+    cache = _RequestCache()
+    cache.builders = registry.sync_builders
+    cache.scope = scope
+    scope._cache = cache
+    chain = parent._chain
+    scope._chain = (chain[0], chain[1], chain[2], scope)
     scope._watch = UNWATCHED  # as __aenter__: the block closes it, `entered` lists it
     registry.entered[scope] = None
     return scope
@@ -379,7 +396,15 @@ def exit_request(scope: ActiveScope, exc: BaseException | None) -> Awaitable[Non
     """``__aexit__`` of a REQUEST scope from ``enter_request``: None when every
     finalizer finished inline (nothing to await, not even ``_DONE``), else what to
     await."""
-    exits = scope._begin_close()
+    if scope._closed:
+        return None
+    # _begin_close() for a REQUEST scope in a block, written out.
+    scope._closed = True
+    scope._cache = _CLOSED_REQUEST
+    scope._chain = ()
+    exits = scope._exits
+    scope._exits = []
+    scope._registry.entered.pop(scope, None)
     if exits:
         failures: list[Failure] = []
         suspended = begin(exits, exc, len(exits), failures)

@@ -122,7 +122,12 @@ def begin(
         except BaseException as caught:
             if caught is not exc:
                 error = caught
-        _done(p, started, error, failures)
+        stats = p.stats
+        if error is None and not stats.hooks:  # _done's common case, inline
+            stats.disposed += 1
+            stats.active -= 1
+        else:
+            _done(p, started, error, failures)
     return None
 
 
