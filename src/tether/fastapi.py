@@ -423,7 +423,7 @@ def resolve_inline(app: FastAPI) -> int:
                 d for d in dependant.dependencies
                 if d.name and d.call in _RESOLVERS and d.call not in overridden
             ]
-            wanted = [(d.name, *_RESOLVERS[d.call], d.call) for d in ours]
+            wanted = [(d.name, _key(*_RESOLVERS[d.call]), d.call) for d in ours]
             dependant.dependencies = [d for d in dependant.dependencies if d not in ours]
             dependant.call = _inline(call, wanted, name, drop, app)
         else:
@@ -432,9 +432,13 @@ def resolve_inline(app: FastAPI) -> int:
     return changed
 
 
+def _key(dependency: Any, name: str | None) -> Any:
+    return dependency if name is None else (dependency, name)
+
+
 def _inline(
     endpoint: Callable[..., Any],
-    wanted: list[tuple[str, Any, str | None, Callable[..., Any]]],
+    wanted: list[tuple[str, Any, Callable[..., Any]]],
     connection_name: str,
     drop: bool,
     app: FastAPI,
@@ -448,14 +452,18 @@ def _inline(
             if request is None:
                 current_scope(connection)  # raises the sentence that says what to do
             overrides = app.dependency_overrides
-            for name, tp, dep_name, resolver in wanted:
+            builders = request._registry.async_builders
+            for name, key, resolver in wanted:
                 if overrides and resolver in overrides:
                     # Added after start-up: called with no arguments.
                     value = overrides[resolver]()
                     if inspect.isawaitable(value):
                         value = await value
                 else:
-                    value = await request.aget(tp, dep_name)
+                    # What request.aget(key) does for a scope in a block, without its
+                    # frame: the builder checks the cache and the scope itself.
+                    builder = builders.get(key)
+                    value = await (request.aget(key) if builder is None else builder(request))
                 values[name] = value
         try:
             return await endpoint(**values)
