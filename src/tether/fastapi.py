@@ -164,7 +164,7 @@ class TetherMiddleware:
         *,
         session_cookie: str | None = None,
         session_header: str | None = None,
-        request_id_header: str = "X-Request-ID",
+        request_id_header: str | None = "X-Request-ID",
         gate: Gate | None = None,
         open_while_draining: Iterable[str] = (),
         validate_session: SessionValidator | None = None,
@@ -178,7 +178,7 @@ class TetherMiddleware:
         self.container = container
         self.session_cookie = session_cookie
         self.session_header = session_header.lower().encode() if session_header else None
-        self.id_header = request_id_header.lower().encode()
+        self.id_header = request_id_header.lower().encode() if request_id_header else None
         self.gate = gate or Gate()
         self.sessions = session_cookie is not None or session_header is not None
         # Everything but a plain HTTP request (WebSockets, lifespan, sessions) goes
@@ -210,8 +210,9 @@ class TetherMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-                message = {**message}  # a copy: the app may send the same dict again
-                message["headers"] = [*message.get("headers", ()), pair]
+                if pair is not None:
+                    message = {**message}  # a copy: the app may send the same dict again
+                    message["headers"] = [*message.get("headers", ()), pair]
             elif (
                 kind == "http.response.body"
                 and timer is not None
@@ -221,13 +222,19 @@ class TetherMiddleware:
             return send(message)
 
         try:
-            request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
-            pair = (self.id_header, request_id.encode())
+            id_header = self.id_header
+            if id_header is not None:
+                request_id = scope[REQUEST_ID_KEY] = _request_id(scope, id_header)
+                pair: tuple[bytes, bytes] | None = (id_header, request_id.encode())
+                reply: Send = sender
+            else:  # request ids off: no header to add, `send` wrapped only for timing
+                request_id, pair = None, None
+                reply = send if timer is None else sender
             gate = self.gate
             if gate.draining and scope.get("path") not in self.open_while_draining:
-                await _unavailable(scope, receive, sender, request_id)
+                await _unavailable(scope, receive, reply, request_id)
             else:
-                token = REQUEST_ID.set(request_id)
+                token = REQUEST_ID.set(request_id) if request_id is not None else None
                 tasks = gate.tasks
                 task = current_task()
                 tasks.add(task)  # type: ignore[arg-type]
@@ -238,7 +245,7 @@ class TetherMiddleware:
                         await request.__aenter__()
                     scope[SCOPE_KEY] = request
                     try:
-                        await self.app(scope, receive, sender)
+                        await self.app(scope, receive, reply)
                     except BaseException as error:
                         closing = exit_request(request, error)
                         if closing is not None:
@@ -252,7 +259,8 @@ class TetherMiddleware:
                     tasks.discard(task)
                     if gate.draining and not tasks:
                         gate.quiet()
-                    REQUEST_ID.reset(token)
+                    if token is not None:
+                        REQUEST_ID.reset(token)
         except Exception:
             # As MetricsMiddleware: ServerErrorMiddleware, outside us, answers 500
             # unless a response started.
@@ -269,13 +277,15 @@ class TetherMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
-        if kind == "http":
-            send = _with_request_id(send, self.id_header, request_id.encode())
+        request_id = None
+        if self.id_header is not None:
+            request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
+            if kind == "http":
+                send = _with_request_id(send, self.id_header, request_id.encode())
         if self.gate.draining and scope.get("path") not in self.open_while_draining:
             await _unavailable(scope, receive, send, request_id)
             return
-        token = REQUEST_ID.set(request_id)
+        token = REQUEST_ID.set(request_id) if request_id is not None else None
         gate = self.gate
         tasks = gate.tasks
         task = current_task()
@@ -294,7 +304,8 @@ class TetherMiddleware:
             tasks.discard(task)
             if gate.draining and not tasks:
                 gate.quiet()
-            REQUEST_ID.reset(token)
+            if token is not None:
+                REQUEST_ID.reset(token)
 
     async def _serve(
         self, request: ActiveScope, scope: ASGIScope, receive: Receive, send: Send
@@ -337,7 +348,9 @@ def _with_request_id(send: Send, header: bytes, value: bytes) -> Send:
     return sender
 
 
-async def _unavailable(scope: ASGIScope, receive: Receive, send: Send, request_id: str) -> None:
+async def _unavailable(
+    scope: ASGIScope, receive: Receive, send: Send, request_id: str | None
+) -> None:
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1012})  # service restart
         return
@@ -584,7 +597,7 @@ def install(
     health_prefix: str | None = "/health",
     session_cookie: str | None = None,
     session_header: str | None = None,
-    request_id_header: str = "X-Request-ID",
+    request_id_header: str | None = "X-Request-ID",
     drain_timeout: float = 30.0,
     error_handlers: bool = True,
     metrics_path: str | None = "/metrics",

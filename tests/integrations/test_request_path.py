@@ -196,3 +196,52 @@ async def test_a_plain_request_first_disposes_the_sessions_that_expired() -> Non
         assert log == ["cart disposed", "ping", "session closed"]
     finally:
         await lifespan.__aexit__(None, None, None)
+
+
+# -- request ids off -------------------------------------------------------------------
+
+
+def test_request_ids_can_be_turned_off() -> None:
+    from tether.fastapi import REQUEST_ID
+
+    log: list[str] = []
+    app = make_app(log, request_id_header=None, metrics_path=None)
+    seen: list[str | None] = []
+
+    @app.get("/seen")
+    async def current(session: Inject[Session]) -> dict[str, bool]:
+        seen.append(REQUEST_ID.get())
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        plain = client.get("/seen", headers={"X-Request-ID": "abc-123"})
+        missing = client.get("/items/-1")
+        timed = client.get("/items/1")
+
+    assert plain.status_code == 200
+    assert "x-request-id" not in plain.headers  # neither echoed nor made up
+    assert seen == [None]
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "http_error", "message": "no such item",
+                              "request_id": None}
+    assert "x-request-id" not in missing.headers
+    assert timed.status_code == 200
+    assert log == ["session closed"] * 2  # the scopes were there (the 404 closed with its error)
+
+
+def test_request_ids_off_still_times_requests_for_metrics() -> None:
+    with TestClient(make_app([], request_id_header=None)) as client:
+        for n in (1, 2, -1):
+            assert "x-request-id" not in client.get(f"/items/{n}").headers
+        samples = samples_of(client.get("/metrics").text)
+    assert value(samples, "http_requests_total", **ITEM, status="200") == 2
+    assert value(samples, "http_requests_total", **ITEM, status="404") == 1
+
+
+def test_request_ids_off_on_the_general_path_too() -> None:
+    log: list[str] = []
+    with TestClient(make_app(log, request_id_header=None, session_header="X-Session")) as client:
+        response = client.get("/items/1", headers={"X-Session": "s1"})
+    assert response.status_code == 200
+    assert "x-request-id" not in response.headers
+    assert log == ["session closed"]
