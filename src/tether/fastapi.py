@@ -197,42 +197,26 @@ class TetherMiddleware:
             return
         # A plain HTTP request, the hot path: `_connection` and `_serve` written out in
         # one coroutine, with the metrics' timing folded into the request id's `send`
-        # wrapper. Each frame and each wrapper left out here is saved on every request.
+        # wrapper (a `_Reply`, made only when there is a header to add or a request to
+        # time). Each frame and each wrapper left out here is saved on every request.
         timer = self._timer
-        started = perf_counter() if timer is not None else 0.0
-        root = scope.get("app")  # for the route template: a mounted app replaces it
-        status = 0
-        finished = 0.0
-
-        def sender(message: Message) -> Awaitable[None]:
-            # Not a coroutine: it hands back the awaitable of the `send` it wraps.
-            nonlocal status, finished
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = message["status"]
-                if pair is not None:
-                    message = {**message}  # a copy: the app may send the same dict again
-                    message["headers"] = [*message.get("headers", ()), pair]
-            elif (
-                kind == "http.response.body"
-                and timer is not None
-                and not message.get("more_body", False)
-            ):
-                finished = perf_counter()
-            return send(message)
-
+        id_header = self.id_header
+        request_id = None
+        reply: _Reply | None = None
+        if id_header is not None:
+            request_id = scope[REQUEST_ID_KEY] = _request_id(scope, id_header)
+            reply = _Reply(send, (id_header, request_id.encode()), timer is not None)
+        elif timer is not None:
+            reply = _Reply(send, None, True)
+        out: Send = send if reply is None else reply
+        started, root = 0.0, None
+        if timer is not None:
+            started = perf_counter()
+            root = scope.get("app")  # for the route template: a mounted app replaces it
         try:
-            id_header = self.id_header
-            if id_header is not None:
-                request_id = scope[REQUEST_ID_KEY] = _request_id(scope, id_header)
-                pair: tuple[bytes, bytes] | None = (id_header, request_id.encode())
-                reply: Send = sender
-            else:  # request ids off: no header to add, `send` wrapped only for timing
-                request_id, pair = None, None
-                reply = send if timer is None else sender
             gate = self.gate
             if gate.draining and scope.get("path") not in self.open_while_draining:
-                await _unavailable(scope, receive, reply, request_id)
+                await _unavailable(scope, receive, out, request_id)
             else:
                 token = REQUEST_ID.set(request_id) if request_id is not None else None
                 tasks = gate.tasks
@@ -245,7 +229,7 @@ class TetherMiddleware:
                         await request.__aenter__()
                     scope[SCOPE_KEY] = request
                     try:
-                        await self.app(scope, receive, reply)
+                        await self.app(scope, receive, out)
                     except BaseException as error:
                         closing = exit_request(request, error)
                         if closing is not None:
@@ -264,11 +248,12 @@ class TetherMiddleware:
         except Exception:
             # As MetricsMiddleware: ServerErrorMiddleware, outside us, answers 500
             # unless a response started.
-            if timer is not None:
-                timer.record(scope, root, status or 500, (finished or perf_counter()) - started)
+            if timer is not None and reply is not None:
+                timer.record(scope, root, reply.status or 500,
+                             (reply.finished or perf_counter()) - started)
             raise
-        if timer is not None and status:
-            timer.record(scope, root, status, (finished or perf_counter()) - started)
+        if timer is not None and reply is not None and reply.status:
+            timer.record(scope, root, reply.status, (reply.finished or perf_counter()) - started)
 
     async def _connection(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         """A WebSocket connection, a request that may carry a session id, or anything
@@ -335,6 +320,33 @@ class TetherMiddleware:
             if value:
                 return str(value)
         return None
+
+
+class _Reply:
+    """The `send` a plain HTTP request's app gets when there is something to do on the
+    way out: the request id header to add, the end of the response to time. Not a
+    coroutine: it hands back the awaitable of the `send` it wraps."""
+
+    __slots__ = ("finished", "pair", "send", "status", "timed")
+
+    def __init__(self, send: Send, pair: tuple[bytes, bytes] | None, timed: bool) -> None:
+        self.send = send
+        self.pair = pair
+        self.timed = timed
+        self.status = 0
+        self.finished = 0.0
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            pair = self.pair
+            if pair is not None:
+                message = {**message}  # a copy: the app may send the same dict again
+                message["headers"] = [*message.get("headers", ()), pair]
+        elif kind == "http.response.body" and self.timed and not message.get("more_body", False):
+            self.finished = perf_counter()
+        return self.send(message)
 
 
 def _with_request_id(send: Send, header: bytes, value: bytes) -> Send:
