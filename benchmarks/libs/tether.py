@@ -20,11 +20,13 @@ HOW = {
     "`async with container.scope() as r: await r.aget(Handler)` inside `async with container`",
     "s1000": "`bind(Base)`, `bind(S{i})` (default APP scope); `container.get(S{i})`",
     "s4": "S3's container; `install(app, container, health_prefix=None, metrics_path=None, "
-    "status_prefix=None)`; endpoint takes `handler: Inject[Handler]`. The `install() defaults` "
-    "row: plain `install(app, container)` (adds `/health*`, `/metrics` with per-route request "
-    "latency, `/status`)",
+    "status_prefix=None)`; endpoint takes `handler: Inject[Handler]`. The `request ids off` "
+    "row: the same with `request_id_header=None` (no request id: what the other libraries' "
+    "integrations do). The `install() defaults` row: plain `install(app, container)` (adds "
+    "`/health*`, `/metrics` with per-route request latency, `/status`)",
 }
-S4 = {"tether": "s4", "tether, install() defaults": "s4_defaults"}
+S4 = {"tether": "s4", "tether, request ids off": "s4_no_request_ids",
+      "tether, install() defaults": "s4_defaults"}
 
 
 @contextmanager
@@ -95,6 +97,13 @@ def s4() -> Any:
     """Only what S4 needs: the lifespan, the REQUEST scope per request (and its request
     id) and the JSON error handlers."""
     return _app(health_prefix=None, metrics_path=None, status_prefix=None)
+
+
+def s4_no_request_ids() -> Any:
+    """Only the DI: the REQUEST scope per request and the JSON error handlers, no request
+    id (no id made or read, no context variable, no response header)."""
+    return _app(health_prefix=None, metrics_path=None, status_prefix=None,
+                request_id_header=None)
 
 
 def s4_defaults() -> Any:
