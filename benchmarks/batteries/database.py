@@ -15,8 +15,8 @@
 - rows that explain tether's: ``run()`` with ``timeout=None`` (no per-call deadline;
   this also turns off asyncpg's ``command_timeout``, so the baseline without it is
   shown too), and the pooled baseline with ``await session.connection()`` first
-  (tether checks the connection out before the work, so a busy pool or a server that
-  is down fails at the ``async with`` line).
+  (what tether's sessions did before they took the connection at their first
+  statement: one more trip through SQLAlchemy's greenlet bridge).
 
 The pool's ``connect`` events are counted around every timed loop: the pooled rows
 must open no connection, the NullPool row one per query.
@@ -145,8 +145,8 @@ async def scenarios(env: Env, stack: AsyncExitStack) -> list[Scenario | Skip]:
                          "with the row above"),
                 Row("SQLAlchemy pooled, connection() first", checkout_first, one,
                     pooled("pooled"),
-                    note="explains tether's rows: the connection checked out before the "
-                         "statement, as tether does"),
+                    note="the connection checked out before the statement (what tether "
+                         "did before its sessions took it at the first statement)"),
                 Row("SQLAlchemy pooled, no pre-ping", units["no-ping"], one,
                     pooled("no-ping"), note="one round trip less per checkout"),
                 Row("SQLAlchemy NullPool", units["nullpool"], one,

@@ -15,10 +15,13 @@ with it as with the standard one.
 
 from __future__ import annotations
 
+import _asyncio
 import asyncio
 import math
+import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["Deadline", "deadline"]
 
@@ -28,10 +31,14 @@ _INF: Final = math.inf
 class _Watchdog:
     """Every live deadline of one event loop and one timer for the earliest."""
 
-    __slots__ = ("_armed_at", "_entries", "_loop", "_timer")
+    __slots__ = ("_armed_at", "_entries", "_loop", "_timer", "clock")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # loop.time(), without its Python frame where it is time.monotonic() (asyncio's
+        # own loops); other loops (uvloop) keep their own clock.
+        plain = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        self.clock: Callable[[], float] = time.monotonic if plain else loop.time
         self._entries: dict[Deadline, None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = _INF
@@ -69,12 +76,13 @@ class _Watchdog:
 
 _watchdogs: dict[asyncio.AbstractEventLoop, _Watchdog] = {}
 # The last loop asked for, and its watchdog: one identity check on the common path.
-_last: list[object] = [None, None]
+_last: list[Any] = [None, None]
 
 
 def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
     if _last[0] is loop:
-        return _last[1]  # type: ignore[return-value]
+        last: _Watchdog = _last[1]
+        return last
     dog = _watchdogs.get(loop)
     if dog is None:
         for old in [old for old in _watchdogs if old.is_closed()]:
@@ -95,12 +103,12 @@ class Deadline:
 
     def __init__(self, seconds: float) -> None:
         loop = _get_running_loop()
-        task = _current_task(loop)
+        task = task_of(loop) if task_of is not None else _current_task(loop)
         if task is None:
             raise RuntimeError("a deadline needs to run inside an asyncio task")
-        self._dog: _Watchdog = _last[1] if _last[0] is loop else _watchdog(loop)  # type: ignore[assignment]
+        self._dog = dog = _last[1] if _last[0] is loop else _watchdog(loop)
         self._task = task
-        self.when = loop.time() + seconds
+        self.when = dog.clock() + seconds
         self.expired = False
         self._cancelling = 0
 
@@ -142,4 +150,9 @@ def deadline(seconds: float) -> Deadline:
 
 
 _get_running_loop = asyncio.get_running_loop
-_current_task = asyncio.current_task
+_current_task = getattr(_asyncio, "current_task", asyncio.current_task)  # C from 3.12
+# Python 3.11's asyncio.current_task is Python code around this dict of the C module
+# (loop -> its running task): read it directly, one frame less on every call.
+_tasks_by_loop: dict[Any, Any] | None = getattr(_asyncio, "_current_tasks", None)
+task_of = None if hasattr(_asyncio, "current_task") or _tasks_by_loop is None \
+    else _tasks_by_loop.get

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import re
-from asyncio import current_task
+from asyncio import current_task, get_running_loop
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 
 from ._active import ActiveScope, enter_request, exit_request
 from ._container import Container
+from ._deadline import task_of
 from ._health import HealthStatus, redact
 from ._markers import inject_arguments, split_annotation
 from ._scope import Scope
@@ -220,7 +221,7 @@ class TetherMiddleware:
             else:
                 token = REQUEST_ID.set(request_id) if request_id is not None else None
                 tasks = gate.tasks
-                task = current_task()
+                task = current_task() if task_of is None else task_of(get_running_loop())
                 tasks.add(task)  # type: ignore[arg-type]
                 try:
                     request = enter_request(self.container)

@@ -389,7 +389,8 @@ class Policy:
         for it (counts it, bounds it by the deadline, raises ``ResourceTimeout``)
         without a coroutine of its own; None otherwise (use ``call``)."""
         if self.retry is None and self.breaker is None:
-            return self._plain()
+            timeout = self.timeout  # self._plain(), written out: every call runs this
+            return _Plain(self) if timeout is None else _PlainBounded(self, timeout)
         return None
 
     def _plain(self) -> _Plain | _PlainBounded:

@@ -33,6 +33,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from time import perf_counter
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -256,7 +257,11 @@ class RedisClient:
         client = self._client
         if client is None:
             client = self._require()
-        started = self._meter.begin()
+        meter = self._meter
+        meter.active = active = meter.active + 1  # meter.begin(), written out
+        if active > meter.peak:
+            meter.peak = active
+        started = perf_counter()
         failed: Exception | None = None
         try:
             plain = self._policy.plain()
@@ -275,7 +280,7 @@ class RedisClient:
             failed = error
             raise
         finally:
-            self._meter.end(started, failed)
+            meter.end(started, failed)
 
     async def execute(self, *args: EncodableT, idempotent: bool, **options: Any) -> Any:
         """One command as Redis spells it: ``execute("HINCRBY", "h", "f", 1,
