@@ -469,6 +469,10 @@ def _inline(
     drop: bool,
     app: FastAPI,
 ) -> Callable[..., Any]:
+    compiled = _compiled_inline(endpoint, wanted, connection_name, drop, app)
+    if compiled is not None:
+        return compiled
+
     @functools.wraps(endpoint)
     async def call(**values: Any) -> Any:
         connection = values.pop(connection_name) if drop else values[connection_name]
@@ -499,6 +503,86 @@ def _inline(
 
     call.__tether_inline__ = True  # type: ignore[attr-defined]
     return call
+
+
+_LOCAL = "_tether_"  # the prefix of the generated wrapper's own names
+
+
+def _compiled_inline(
+    endpoint: Callable[..., Any],
+    wanted: list[tuple[str, Any, Callable[..., Any]]],
+    connection_name: str,
+    drop: bool,
+    app: FastAPI,
+) -> Callable[..., Any] | None:
+    """``_inline``'s wrapper as code made for this endpoint: its parameters by name
+    (FastAPI passes every one of them as a keyword), no ``**values`` dict to build,
+    change and unpack again on every request. None when the signature does not allow
+    it (``*args``, ``**kwargs``, positional-only or clashing names): then the general
+    wrapper is used."""
+    try:
+        params = inspect.signature(endpoint).parameters
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if any(p.kind not in kinds for p in params.values()):
+        return None
+    names = list(params)
+    if any(n.startswith(_LOCAL) and n != connection_name for n in names):
+        return None
+    injected = [name for name, _, _ in wanted]
+    if any(name not in params for name in injected):
+        return None
+    passed = [n for n in names if n not in injected]  # what FastAPI hands over
+    if drop:
+        passed.append(connection_name)
+    conn = connection_name
+    lines = [f"async def {_LOCAL}call(*, {', '.join(passed)}):" if passed
+             else f"async def {_LOCAL}call():"]
+    lines.append(f"    {_LOCAL}scope = {conn}.scope")
+    if wanted:
+        lines += [
+            f"    {_LOCAL}request = {_LOCAL}scope.get({_LOCAL}SCOPE_KEY)",
+            f"    if {_LOCAL}request is None:",
+            f"        {_LOCAL}current_scope({conn})",
+            f"    {_LOCAL}overrides = {_LOCAL}app.dependency_overrides",
+            f"    {_LOCAL}builders = {_LOCAL}request._registry.async_builders",
+        ]
+        for index, name in enumerate(injected):
+            lines += [
+                f"    if {_LOCAL}overrides and {_LOCAL}R{index} in {_LOCAL}overrides:",
+                f"        {name} = {_LOCAL}overrides[{_LOCAL}R{index}]()",  # added after start-up
+                f"        if {_LOCAL}isawaitable({name}):",
+                f"            {name} = await {name}",
+                "    else:",
+                f"        {_LOCAL}b = {_LOCAL}builders.get({_LOCAL}K{index})",
+                f"        {name} = await ({_LOCAL}request.aget({_LOCAL}K{index})"
+                f" if {_LOCAL}b is None else {_LOCAL}b({_LOCAL}request))",
+            ]
+    forward = ", ".join(f"{n}={n}" for n in names)
+    lines += [
+        "    try:",
+        f"        return await {_LOCAL}endpoint({forward})",
+        f"    except BaseException as {_LOCAL}error:",
+        f"        {_LOCAL}scope[{_LOCAL}ERROR_KEY] = {_LOCAL}error",
+        "        raise",
+    ]
+    # Every global of the generated code has the prefix too: a parameter named `app`
+    # or `scope` must not hide what the wrapper itself uses.
+    namespace: dict[str, Any] = {
+        f"{_LOCAL}SCOPE_KEY": SCOPE_KEY, f"{_LOCAL}ERROR_KEY": ERROR_KEY,
+        f"{_LOCAL}current_scope": current_scope, f"{_LOCAL}app": app,
+        f"{_LOCAL}isawaitable": inspect.isawaitable, f"{_LOCAL}endpoint": endpoint,
+    }
+    for index, (_, key, resolver) in enumerate(wanted):
+        namespace[f"{_LOCAL}K{index}"] = key
+        namespace[f"{_LOCAL}R{index}"] = resolver
+    name = getattr(endpoint, "__qualname__", "endpoint")
+    exec(compile("\n".join(lines) + "\n", f"<tether endpoint {name}>", "exec"), namespace)
+    call = namespace[f"{_LOCAL}call"]
+    functools.update_wrapper(call, endpoint)
+    call.__tether_inline__ = True
+    return call  # type: ignore[no-any-return]
 
 
 def _noting(endpoint: Callable[..., Any], connection_name: str, drop: bool) -> Callable[..., Any]:

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import pytest
-from fastapi import BackgroundTasks, FastAPI, WebSocket
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tether import Container, Named, Scope, resource
@@ -549,7 +550,6 @@ def test_inject_in_an_included_router_resolves_inline_at_startup() -> None:
 
 
 def test_an_http_exception_after_a_write_rolls_the_request_transaction_back() -> None:
-    from fastapi import HTTPException
 
     outcomes: list[str] = []
     container = Container()
@@ -652,3 +652,81 @@ def test_the_typed_named_form_injects_the_named_binding() -> None:
 
     with TestClient(app) as client:
         assert client.get("/typed").json() == "special"
+
+
+# -- the wrapper made for each endpoint ------------------------------------------------
+
+
+def test_endpoint_parameters_named_like_the_wrappers_own_names_still_work() -> None:
+    app, _ = make_app(Log())
+
+    @app.get("/names/{scope}")
+    async def names(
+        scope: str, app: int, request: Request, values: str, config: Inject[Config],
+        session: Inject[Session], error: str = "none",
+    ) -> dict[str, object]:
+        return {"scope": scope, "app": app, "values": values, "error": error,
+                "greeting": config.greeting, "path": request.url.path,
+                "open": not session.closed}
+
+    with TestClient(app) as client:
+        reply = client.get("/names/s1", params={"app": 7, "values": "v"})
+    assert reply.status_code == 200
+    assert reply.json() == {"scope": "s1", "app": 7, "values": "v", "error": "none",
+                            "greeting": "hello", "path": "/names/s1", "open": True}
+
+
+def test_a_parameter_with_the_wrappers_prefix_falls_back_to_the_general_wrapper() -> None:
+    app, _ = make_app(Log())
+
+    @app.get("/prefixed")
+    async def prefixed(_tether_b: int, config: Inject[Config]) -> dict[str, object]:
+        return {"b": _tether_b, "greeting": config.greeting}
+
+    with TestClient(app) as client:
+        reply = client.get("/prefixed", params={"_tether_b": 3})
+    assert reply.json() == {"b": 3, "greeting": "hello"}
+    route = next(r for r in app.routes if isinstance(r, APIRoute) and r.path == "/prefixed")
+    call = route.dependant.call
+    assert call is not None
+    assert "<tether endpoint" not in call.__code__.co_filename
+
+
+def test_dependency_overrides_added_after_startup_reach_inlined_parameters() -> None:
+    app, _ = make_app(Log())
+
+    class Sync(Config):
+        greeting = "sync override"
+
+    class Async(Config):
+        greeting = "async override"
+
+    async def make_async() -> Config:
+        return Async()
+
+    with TestClient(app) as client:
+        assert client.get("/greet").json()["greeting"] == "hello"
+        app.dependency_overrides[dependency(Config)] = Sync
+        assert client.get("/greet").json()["greeting"] == "sync override"
+        app.dependency_overrides[dependency(Config)] = make_async
+        assert client.get("/greet").json()["greeting"] == "async override"
+        app.dependency_overrides.clear()
+        assert client.get("/greet").json()["greeting"] == "hello"
+
+
+def test_an_endpoint_error_still_closes_the_scope_with_it() -> None:
+    log = Log()
+    app, _ = make_app(log)
+
+    @app.get("/fails/{code}")
+    async def fails(code: int, session: Inject[Session]) -> None:
+        raise HTTPException(code, "no")
+
+    with TestClient(app) as client:
+        assert client.get("/fails/409").status_code == 409
+        failed = list(log.events)
+        assert client.get("/greet").status_code == 200
+    # The error was thrown into the session's generator at its yield, so the line after
+    # it never ran; the request that succeeded closed its session normally.
+    assert failed == ["open session"]
+    assert log.events == ["open session", "open session", "close session"]
