@@ -550,7 +550,6 @@ def test_inject_in_an_included_router_resolves_inline_at_startup() -> None:
 
 
 def test_an_http_exception_after_a_write_rolls_the_request_transaction_back() -> None:
-
     outcomes: list[str] = []
     container = Container()
 
