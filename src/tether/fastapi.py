@@ -204,12 +204,16 @@ class TetherMiddleware:
         id_header = self.id_header
         request_id = None
         reply: _Reply | None = None
-        if id_header is not None:
+        out: Send = send
+        if timer is not None:
+            if id_header is not None:
+                request_id = scope[REQUEST_ID_KEY] = _request_id(scope, id_header)
+                out = reply = _Reply(send, (id_header, request_id.encode()), True)
+            else:
+                out = reply = _Reply(send, None, True)
+        elif id_header is not None:  # a header to add, nothing to time: a plain closure
             request_id = scope[REQUEST_ID_KEY] = _request_id(scope, id_header)
-            reply = _Reply(send, (id_header, request_id.encode()), timer is not None)
-        elif timer is not None:
-            reply = _Reply(send, None, True)
-        out: Send = send if reply is None else reply
+            out = _adding(send, (id_header, request_id.encode()))
         started, root = 0.0, None
         if timer is not None:
             started = perf_counter()
@@ -321,6 +325,19 @@ class TetherMiddleware:
             if value:
                 return str(value)
         return None
+
+
+def _adding(send: Send, pair: tuple[bytes, bytes]) -> Send:
+    """``send`` that adds the request id header to the response's start."""
+
+    def sender(message: Message) -> Awaitable[None]:
+        # Not a coroutine: it hands back the awaitable of the `send` it wraps.
+        if message["type"] == "http.response.start":
+            message = {**message}  # a copy: the app may send the same dict again
+            message["headers"] = [*message.get("headers", ()), pair]
+        return send(message)
+
+    return sender
 
 
 class _Reply:
