@@ -43,11 +43,6 @@ class _Watchdog:
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = _INF
 
-    def add(self, entry: Deadline) -> None:
-        self._entries[entry] = None
-        if entry.when < self._armed_at:
-            self._arm(entry.when)
-
     def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -115,7 +110,7 @@ class Deadline:
     def __enter__(self) -> Deadline:
         self._cancelling = self._task.cancelling()
         dog = self._dog
-        dog._entries[self] = None  # _Watchdog.add, inlined: this runs for every call
+        dog._entries[self] = None
         if self.when < dog._armed_at:
             dog._arm(self.when)
         return self

@@ -271,7 +271,7 @@ class TetherMiddleware:
         if self.id_header is not None:
             request_id = scope[REQUEST_ID_KEY] = _request_id(scope, self.id_header)
             if kind == "http":
-                send = _with_request_id(send, self.id_header, request_id.encode())
+                send = _adding(send, (self.id_header, request_id.encode()))
         if self.gate.draining and scope.get("path") not in self.open_while_draining:
             await _unavailable(scope, receive, send, request_id)
             return
@@ -366,16 +366,6 @@ class _Reply:
             self.finished = perf_counter()
         return self.send(message)
 
-
-def _with_request_id(send: Send, header: bytes, value: bytes) -> Send:
-    pair = (header, value)
-
-    async def sender(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), pair]}
-        await send(message)
-
-    return sender
 
 
 async def _unavailable(

@@ -370,10 +370,12 @@ class Policy:
         never turned into an error or a fallback: ``CancelledError`` propagates.
         """
         # Read per call, not once: batteries may swap the breaker after building.
-        if self.retry is None and self.breaker is None and fallback is None:
-            # The common case (a deadline, or nothing): one await, no attempt loop.
-            with self._plain():
-                return await fn()
+        if fallback is None:
+            guard = self.plain()
+            if guard is not None:
+                # The common case (a deadline, or nothing): one await, no attempt loop.
+                with guard:
+                    return await fn()
         self.calls_total += 1
         try:
             return await self._attempts(fn, idempotent)
@@ -389,13 +391,9 @@ class Policy:
         for it (counts it, bounds it by the deadline, raises ``ResourceTimeout``)
         without a coroutine of its own; None otherwise (use ``call``)."""
         if self.retry is None and self.breaker is None:
-            timeout = self.timeout  # self._plain(), written out: every call runs this
+            timeout = self.timeout
             return _Plain(self) if timeout is None else _PlainBounded(self, timeout)
         return None
-
-    def _plain(self) -> _Plain | _PlainBounded:
-        timeout = self.timeout
-        return _Plain(self) if timeout is None else _PlainBounded(self, timeout)
 
     async def _fall_back(self, fallback: Callable[[Exception], T | Awaitable[T]],
                          error: Exception) -> T:
